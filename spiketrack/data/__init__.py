@@ -1,0 +1,1 @@
+"""Tracking datasets: sequences with frames and ground truth (pytracking style)."""

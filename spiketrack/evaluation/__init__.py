@@ -1,0 +1,1 @@
+"""One-pass evaluation (OPE) of tracker results: metrics, comparison reports and plots."""

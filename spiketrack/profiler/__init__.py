@@ -1,0 +1,1 @@
+"""Energy profiler: per-layer counts + hardware profiles (YAML) -> energy breakdowns and reports."""

@@ -1,0 +1,1 @@
+"""Training: configs, targets and losses, pair data (datasets and still-image synthesis), the trainer."""

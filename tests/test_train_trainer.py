@@ -1,0 +1,129 @@
+"""Trainer: parameter groups and frozen unused parameters (defect 8), overfitting a fixed batch,
+exact resume, checkpoint checks, CSV log. Runs the `tiny` model on 1 thread with 2-sample batches."""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from spiketrack.checkpoint import load_checkpoint, save_checkpoint
+from spiketrack.errors import UserError
+from spiketrack.models import build_model
+from spiketrack.train.config import (DataConfig, LogConfig, LossConfig, OptimConfig, SourceConfig,
+                                     TrainConfig)
+from spiketrack.train.data import build_dataset
+from spiketrack.train.trainer import (LOG_FIELDS, build_optimizer, calibrate_frozen_bn, fit, freeze_unused, high_lr,
+                                      load_init_weights, train_step)
+
+SPEC_UNUSED = Path(__file__).resolve().parents[2] / "shared" / "spec" / "keys" / "unused_params_autograd.json"
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny_config(out: Path, epochs: int, **optim) -> TrainConfig:
+    """2 steps of 2 synthetic pairs per epoch; LR drops after the first epoch."""
+    return TrainConfig(
+        variant="tiny", output_dir=out, device="cpu", threads=1,
+        data=DataConfig(sources=(SourceConfig("synthetic"),), samples_per_epoch=4), calibrate_samples=2,
+        optim=OptimConfig(epochs=epochs, lr_drop_epoch=1, batch_size=2, **{"lr": 1e-3, **optim}),
+        log=LogConfig(every=1, progress=False))
+
+
+def test_parameter_groups_follow_the_official_names():
+    assert high_lr("encoder.mrm.0.retriever.q_conv.0.weight", 3)
+    assert high_lr("encoder.block3.0.attn.s_pos_embed", 3)
+    assert high_lr("encoder.ConvBlock1_1.0.spike1.decay", 3)
+    assert high_lr("decoder.conv1_ctr.0.weight", 1) and not high_lr("decoder.conv1_ctr.0.weight", 3)
+    assert not high_lr("encoder.block3.0.attn.q_conv.0.weight", 1)
+
+
+def test_unused_parameters_are_frozen_and_left_out_of_the_optimizer():
+    torch.manual_seed(0)
+    model = build_model("tiny")
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    frozen = freeze_unused(model)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # dry run has no side effects
+    # Same key structure as s256_t1, so the same 255 tensors get no gradient (spec §15).
+    assert set(frozen) == set(json.loads(SPEC_UNUSED.read_text())["s256_t1"])
+    optimizer = build_optimizer(model, OptimConfig(epochs=1, lr_drop_epoch=1, lr=4e-4, encoder_multiplier=0.1))
+    names = {id(p): n for n, p in model.named_parameters()}
+    high, low = ([names[id(p)] for p in g["params"]] for g in optimizer.param_groups)
+    assert optimizer.param_groups[0]["lr"] == 4e-4 and optimizer.param_groups[1]["lr"] == pytest.approx(4e-5)
+    assert not set(frozen) & (set(high) | set(low))
+    assert len(high) + len(low) + len(frozen) == len(names)
+    assert all(high_lr(n, 1) for n in high) and not any(high_lr(n, 1) for n in low)
+    assert any(n.startswith("decoder.") for n in high)
+
+
+def test_three_steps_lower_the_loss_on_a_fixed_batch(tmp_path):
+    config = tiny_config(tmp_path, 1)
+    dataset = build_dataset(config)
+    batch = tuple(torch.stack(parts) for parts in zip(*(dataset[i] for i in range(4))))
+    torch.manual_seed(0)
+    model = build_model("tiny").train()
+    assert calibrate_frozen_bn(model, batch[0].transpose(0, 1), batch[1][None]) > 0
+    freeze_unused(model)
+    optimizer = build_optimizer(model, OptimConfig(epochs=1, lr_drop_epoch=1, lr=5e-3, encoder_multiplier=1.0))
+    losses = [train_step(model, optimizer, batch, LossConfig(), grad_clip=0.1).total.item() for _ in range(3)]
+    with torch.no_grad():
+        from spiketrack.train.losses import tracking_loss
+        after = tracking_loss(model(batch[0].transpose(0, 1), batch[1][None]), batch[2], LossConfig()).total.item()
+    assert after < losses[0], (losses, after)
+
+
+def read_log(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_resume_continues_exactly(tmp_path):
+    straight = fit(tiny_config(tmp_path / "straight", epochs=2))
+    first = fit(tiny_config(tmp_path / "split", epochs=1))
+    resumed = fit(tiny_config(tmp_path / "split", epochs=2), resume=tmp_path / "split" / "last.pt")
+    straight_state, resumed_state = straight.model.state_dict(), resumed.model.state_dict()
+    assert straight_state.keys() == resumed_state.keys()
+    assert all(torch.equal(straight_state[k], resumed_state[k]) for k in straight_state)
+    assert not all(torch.equal(first.model.state_dict()[k], resumed_state[k]) for k in resumed_state)
+    # Logs agree row for row (losses and LR; the LR dropped after epoch 1).
+    rows_a, rows_b = read_log(tmp_path / "straight" / "train_log.csv"), read_log(tmp_path / "split" / "train_log.csv")
+    assert list(rows_a[0]) == list(LOG_FIELDS) and [r["step"] for r in rows_a] == ["1", "2", "3", "4"]
+    assert [{k: r[k] for k in LOG_FIELDS if k != "seconds"} for r in rows_a] == \
+        [{k: r[k] for k in LOG_FIELDS if k != "seconds"} for r in rows_b]
+    assert float(rows_a[-1]["lr"]) == pytest.approx(1e-4)
+    final = load_checkpoint(resumed.checkpoint)
+    assert resumed.checkpoint.name == "final.pt" and final.variant == "tiny"
+    assert all(torch.equal(final.state_dict[k], resumed_state[k]) for k in resumed_state)
+    assert final.meta["step"] == 4 and final.meta["train_config"]["variant"] == "tiny"
+
+
+def test_resume_checks_the_checkpoint(tmp_path):
+    model = build_model("tiny")
+    weights_only = tmp_path / "weights.pt"
+    save_checkpoint(weights_only, model, {})
+    with pytest.raises(UserError, match="not a resumable training checkpoint"):
+        fit(tiny_config(tmp_path / "run", 1), resume=weights_only)
+    resumable = tmp_path / "last.pt"
+    save_checkpoint(resumable, model, {}, {"optimizer": {}, "scheduler": {}})
+    other = TrainConfig(**{**tiny_config(tmp_path / "run", 1).__dict__, "variant": "s256_t1"})
+    with pytest.raises(UserError, match="checkpoint is for variant 'tiny', the config trains 's256_t1'"):
+        fit(other, resume=resumable)
+
+
+def test_init_weights_copy_matching_keys(tmp_path):
+    torch.manual_seed(1)
+    source = build_model("tiny")
+    path = tmp_path / "init.pt"
+    save_checkpoint(path, source, {})
+    torch.manual_seed(2)
+    target = build_model("tiny")
+    assert load_init_weights(target, path) == []
+    assert all(torch.equal(v, target.state_dict()[k]) for k, v in source.state_dict().items())
