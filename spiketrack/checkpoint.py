@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import pickle
-import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,7 +40,7 @@ def torch_load(path: str | Path, trust_pickle: bool = False) -> Any:
             raise UserError("checkpoint contains pickled Python objects beyond tensors; "
                             "re-run with --trust-pickle only if you trust its origin", path) from None
         raise UserError(f"not a readable checkpoint ({str(exc).splitlines()[0]})", path) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
+    except Exception as exc:  # torch raises many types for truncated / foreign files
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise UserError(f"not a readable checkpoint (truncated or corrupt: {first})", path) from None
 

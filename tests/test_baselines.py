@@ -74,5 +74,5 @@ def test_runner_is_duck_typed(crossing: Sequence) -> None:
 def test_runner_needs_a_first_box(crossing: Sequence) -> None:
     gt = crossing.ground_truth.copy()
     gt[0] = np.nan
-    with pytest.raises(UserError, match="no usable ground-truth box in its first frame"):
+    with pytest.raises(UserError, match="first frame: initial box nan,nan,nan,nan is not finite"):
         run_tracker_on_sequence(StaticBoxTracker(), dataclasses.replace(crossing, ground_truth=gt), progress=False)

@@ -12,6 +12,7 @@ import torch
 from spiketrack.checkpoint import load_checkpoint, save_checkpoint
 from spiketrack.errors import UserError
 from spiketrack.models import build_model
+from spiketrack.models.norm import FrozenBatchNorm
 from spiketrack.train.config import (DataConfig, LogConfig, LossConfig, OptimConfig, SourceConfig,
                                      TrainConfig)
 from spiketrack.train.data import build_dataset
@@ -70,7 +71,8 @@ def test_three_steps_lower_the_loss_on_a_fixed_batch(tmp_path):
     batch = tuple(torch.stack(parts) for parts in zip(*(dataset[i] for i in range(4))))
     torch.manual_seed(0)
     model = build_model("tiny").train()
-    assert calibrate_frozen_bn(model, batch[0].transpose(0, 1), batch[1][None]) > 0
+    assert calibrate_frozen_bn(model, batch[0].transpose(0, 1), batch[1][None]) == \
+        sum(isinstance(m, FrozenBatchNorm) for m in model.modules())
     freeze_unused(model)
     optimizer = build_optimizer(model, OptimConfig(epochs=1, lr_drop_epoch=1, lr=5e-3, encoder_multiplier=1.0))
     losses = [train_step(model, optimizer, batch, LossConfig(), grad_clip=0.1).total.item() for _ in range(3)]
@@ -127,3 +129,23 @@ def test_init_weights_copy_matching_keys(tmp_path):
     target = build_model("tiny")
     assert load_init_weights(target, path) == []
     assert all(torch.equal(v, target.state_dict()[k]) for k, v in source.state_dict().items())
+
+
+def test_cli_trains_from_a_yaml_and_rejects_a_missing_resume_file(tmp_path, capsys):
+    import argparse
+
+    import yaml
+
+    from spiketrack.train.cli import add_train_arguments, run_train_command
+
+    config = {"variant": "tiny", "output_dir": str(tmp_path / "run"), "device": "cpu", "threads": 1,
+              "calibrate_samples": 2, "data": {"sources": [{"kind": "synthetic"}], "samples_per_epoch": 2},
+              "optim": {"epochs": 1, "lr_drop_epoch": 1, "batch_size": 2}, "log": {"progress": False}}
+    path = tmp_path / "train.yaml"
+    path.write_text(yaml.safe_dump(config))
+    parser = argparse.ArgumentParser()
+    add_train_arguments(parser)
+    assert run_train_command(parser.parse_args(["--config", str(path)])) == 0
+    assert capsys.readouterr().out.strip() == str(tmp_path / "run" / "final.pt")
+    with pytest.raises(UserError, match="no such checkpoint"):
+        run_train_command(parser.parse_args(["--config", str(path), "--resume", str(tmp_path / "nope.pt")]))

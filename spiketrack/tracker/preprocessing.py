@@ -8,6 +8,8 @@ import cv2
 import numpy as np
 import torch
 
+from spiketrack.errors import UserError
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -72,3 +74,19 @@ def clip_box(box: Sequence[float], height: int, width: int, margin: float = 10) 
     y1 = min(max(0, y1), height - margin)
     y2 = min(max(margin, y2), height)
     return np.array([x1, y1, max(margin, x2 - x1), max(margin, y2 - y1)], dtype=np.float64)
+
+
+def check_init_box(box: Sequence[float], height: int, width: int) -> np.ndarray:
+    """The initial box as float64 (x, y, w, h); UserError if not 4 finite values, empty, or off-frame."""
+    arr = np.asarray(box, dtype=np.float64)
+    if arr.shape != (4,):
+        raise UserError(f"initial box must be 4 values x, y, w, h, got shape {arr.shape}")
+    text = ",".join(f"{v:g}" for v in arr)
+    if not np.isfinite(arr).all():
+        raise UserError(f"initial box {text} is not finite")
+    x, y, w, h = arr
+    if w <= 0 or h <= 0:
+        raise UserError(f"initial box {text} has zero area (width and height must be positive)")
+    if x + w <= 0 or y + h <= 0 or x >= width or y >= height:
+        raise UserError(f"initial box {text} lies outside the {width}x{height} frame")
+    return arr

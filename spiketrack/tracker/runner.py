@@ -10,6 +10,7 @@ from tqdm import tqdm
 from spiketrack.data.images import read_image
 from spiketrack.data.sequence import Sequence
 from spiketrack.errors import UserError
+from spiketrack.tracker.preprocessing import check_init_box
 
 
 class Tracker(Protocol):
@@ -24,12 +25,14 @@ def run_tracker_on_sequence(tracker: Tracker, seq: Sequence, progress: bool = Tr
     """One-pass run: initialise on frame 0 with the ground-truth box (which is also frame 0's output),
     track frames 1..N-1. Returns (N, 4) boxes and the tracking speed in frames/s (track calls only,
     image decoding excluded; NaN for a one-frame sequence)."""
-    init_box = np.asarray(seq.init_box, dtype=np.float64)
-    if not (np.isfinite(init_box).all() and init_box[2] > 0 and init_box[3] > 0):
-        raise UserError(f"sequence {seq.name!r} has no usable ground-truth box in its first frame", seq.frames[0])
+    first = read_image(seq.frames[0])
+    try:
+        init_box = check_init_box(seq.init_box, *first.shape[:2])
+    except UserError as err:
+        raise UserError(f"sequence {seq.name!r}, first frame: {err.message}", seq.frames[0]) from None
     boxes = np.empty((len(seq), 4), dtype=np.float64)
     boxes[0] = init_box
-    tracker.initialize(read_image(seq.frames[0]), init_box.copy())
+    tracker.initialize(first, init_box.copy())
     elapsed = 0.0
     for i in tqdm(range(1, len(seq)), desc=seq.name, disable=not progress, leave=False):
         image = read_image(seq.frames[i])

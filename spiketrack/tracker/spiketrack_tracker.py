@@ -10,8 +10,8 @@ import torch
 
 from spiketrack.errors import UserError
 from spiketrack.models.head import decode_boxes
-from spiketrack.tracker.preprocessing import (clip_box, hann2d, map_box_back, normalize_crop,
-                                              sample_target)
+from spiketrack.tracker.preprocessing import (check_init_box, clip_box, hann2d, map_box_back,
+                                              normalize_crop, sample_target)
 
 CLIP_MARGIN = 10
 
@@ -50,22 +50,6 @@ def update_template_list(templates: Sequence[Any], new: Any, max_len: int) -> li
     if len(kept) >= max_len:
         del kept[1]
     return kept + [new]
-
-
-def check_init_box(box: Sequence[float], height: int, width: int) -> np.ndarray:
-    """The initial box as float64 (x, y, w, h); UserError if not 4 finite values, empty, or off-frame."""
-    arr = np.asarray(box, dtype=np.float64)
-    if arr.shape != (4,):
-        raise UserError(f"initial box must be 4 values x, y, w, h, got shape {arr.shape}")
-    text = ",".join(f"{v:g}" for v in arr)
-    if not np.isfinite(arr).all():
-        raise UserError(f"initial box {text} is not finite")
-    x, y, w, h = arr
-    if w <= 0 or h <= 0:
-        raise UserError(f"initial box {text} has zero area (width and height must be positive)")
-    if x + w <= 0 or y + h <= 0 or x >= width or y >= height:
-        raise UserError(f"initial box {text} lies outside the {width}x{height} frame")
-    return arr
 
 
 def check_image(image: np.ndarray) -> None:

@@ -151,7 +151,8 @@ def load_config(path: str | Path) -> TrainConfig:
 
 def validate(config: TrainConfig) -> None:
     """Value checks beyond types (raises _ConfigError; `load_config` names the file)."""
-    _require(config.variant in VARIANTS, "variant", f"unknown variant {config.variant!r} (known: {', '.join(VARIANTS)})")
+    _require(config.variant in VARIANTS, "variant",
+             f"unknown variant {config.variant!r} (known: {', '.join(VARIANTS)})")
     _require(config.seed >= 0, "seed", "must be >= 0")
     _require(config.device in DEVICES, "device", f"must be one of {', '.join(DEVICES)}")
     _require(config.threads >= 0, "threads", "must be >= 0")

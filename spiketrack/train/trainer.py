@@ -28,14 +28,14 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
-from spiketrack.checkpoint import load_checkpoint, save_checkpoint
+from spiketrack.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from spiketrack.errors import UserError
 from spiketrack.models import build_model
 from spiketrack.models.norm import FrozenBatchNorm
 from spiketrack.utils.atomic import write_text_atomic
 
 from .config import LossConfig, OptimConfig, TrainConfig, config_to_dict
-from .data import build_dataset
+from .data import PairDataset, build_dataset
 from .losses import LossTerms, tracking_loss
 
 log = logging.getLogger(__name__)
@@ -193,7 +193,7 @@ def load_init_weights(model: nn.Module, path: Path) -> list[str]:
     return model.load_state_dict(matching, strict=False).missing_keys
 
 
-def _load_resume(path: Path, variant: str):
+def _load_resume(path: Path, variant: str) -> Checkpoint:
     """The resume checkpoint, checked to be a training checkpoint of `variant`."""
     ckpt = load_checkpoint(path)
     if ckpt.variant != variant:
@@ -213,6 +213,7 @@ def _rng_state() -> dict:
 
 
 def _set_rng_state(state: dict) -> None:
+    """Restore what `_rng_state` saved."""
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -242,50 +243,67 @@ class _Meter:
         self.count = 0
 
     def add(self, values: dict[str, float]) -> None:
+        """Accumulate one step's values."""
         for k, v in values.items():
             self.sums[k] = self.sums.get(k, 0.0) + v
         self.count += 1
 
     def pop(self) -> dict[str, float]:
+        """Means since the last pop; starts a new interval."""
         means = {k: v / self.count for k, v in self.sums.items()}
         self.sums, self.count = {}, 0
         return means
 
 
-def _fit(config: TrainConfig, resume: Path | None, runtime: Runtime) -> TrainResult:
-    """The training run proper (process group already set up)."""
+@dataclass(frozen=True)
+class _Progress:
+    """How far a run got: completed epochs, optimisation steps, training seconds."""
+
+    epoch: int = 0
+    step: int = 0
+    elapsed: float = 0.0
+
+
+def _configure_process(config: TrainConfig, runtime: Runtime) -> None:
+    """Thread counts and deterministic cuDNN for this process."""
     if config.threads > 0:
         torch.set_num_threads(config.threads)
         cv2.setNumThreads(config.threads)
     if runtime.device.type == "cuda":
         torch.backends.cudnn.benchmark = False
         torch.backends.cudnn.deterministic = True
-    ckpt = _load_resume(resume, config.variant) if resume is not None else None
+
+
+def _initial_model(config: TrainConfig, ckpt: Checkpoint | None, dataset: PairDataset,
+                   device: torch.device) -> nn.Module:
+    """The model to train, in train mode: resumed weights, init checkpoint weights, or the seeded random
+    init with its frozen BN calibrated on the first `calibrate_samples` pairs."""
     torch.manual_seed(config.seed)
-    model = build_model(config.variant).to(runtime.device)
+    model = build_model(config.variant).to(device).train()
     if ckpt is not None:
         model.load_state_dict(ckpt.state_dict)
     elif config.init_checkpoint is not None:
         kept = load_init_weights(model, config.init_checkpoint)
         log.info("init weights from %s (%d keys keep their initialisation)", config.init_checkpoint, len(kept))
-    dataset = build_dataset(config)
-    if ckpt is None and config.init_checkpoint is None and config.calibrate_samples > 0:
+    elif config.calibrate_samples > 0:
         templates, search, _ = (torch.stack(p) for p in zip(*(dataset[i] for i in range(config.calibrate_samples))))
-        model.train()
-        count = calibrate_frozen_bn(model, templates.transpose(0, 1).to(runtime.device), search[None].to(runtime.device))
+        count = calibrate_frozen_bn(model, templates.transpose(0, 1).to(device), search[None].to(device))
         log.info("calibrated %d frozen BN layers on %d pairs", count, config.calibrate_samples)
-    frozen = freeze_unused(model)
-    log.info("%d parameter tensors receive no gradient and are frozen", len(frozen))
-    optimizer = build_optimizer(model, config.optim)
-    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, config.optim.lr_drop_epoch, config.optim.lr_gamma)
-    start_epoch, step, elapsed = 0, 0, 0.0
-    if ckpt is not None:
-        optimizer.load_state_dict(ckpt.extra["optimizer"])
-        scheduler.load_state_dict(ckpt.extra["scheduler"])
-        _set_rng_state(ckpt.extra["rng"])
-        start_epoch, step, elapsed = ckpt.extra["epoch"], ckpt.extra["step"], ckpt.extra["elapsed"]
-        log.info("resuming %s after epoch %d (step %d)", resume, start_epoch, step)
+    return model
 
+
+def _restore(ckpt: Checkpoint, optimizer: torch.optim.Optimizer,
+             scheduler: torch.optim.lr_scheduler.StepLR) -> _Progress:
+    """Optimizer, scheduler and RNG states of a resume checkpoint; returns where it stopped."""
+    optimizer.load_state_dict(ckpt.extra["optimizer"])
+    scheduler.load_state_dict(ckpt.extra["scheduler"])
+    _set_rng_state(ckpt.extra["rng"])
+    return _Progress(ckpt.extra["epoch"], ckpt.extra["step"], ckpt.extra["elapsed"])
+
+
+def _make_loader(dataset: PairDataset, config: TrainConfig,
+                 runtime: Runtime) -> tuple[DataLoader, DistributedSampler | None]:
+    """Batches of this process's share of each epoch (DistributedSampler under DDP); full batches only."""
     sampler = (DistributedSampler(dataset, runtime.world_size, runtime.rank, shuffle=False, drop_last=True)
                if runtime.world_size > 1 else None)
     loader = DataLoader(dataset, config.optim.batch_size, sampler=sampler, num_workers=config.data.num_workers,
@@ -293,36 +311,64 @@ def _fit(config: TrainConfig, resume: Path | None, runtime: Runtime) -> TrainRes
     if len(loader) == 0:
         raise UserError(f"data.samples_per_epoch ({config.data.samples_per_epoch}) is smaller than "
                         f"optim.batch_size x processes ({config.optim.batch_size} x {runtime.world_size})")
+    return loader, sampler
+
+
+def _train_epoch(net: nn.Module, optimizer: torch.optim.Optimizer, loader: DataLoader, config: TrainConfig,
+                 epoch: int, step: int, log_path: Path | None, started: float) -> int:
+    """One pass over the loader (epoch is 0-based); appends averaged CSV rows when `log_path` is given
+    (rank 0). Returns the global step count."""
+    device = next(net.parameters()).device
+    meter = _Meter()
+    bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.optim.epochs}", leave=False,
+               disable=log_path is None or not config.log.progress)
+    for i, batch in enumerate(bar):
+        batch = tuple(t.to(device, non_blocking=True) for t in batch)
+        values = train_step(net, optimizer, batch, config.loss, config.optim.grad_clip).as_floats()
+        step += 1
+        meter.add(values)
+        bar.set_postfix(loss=f"{values['total']:.3f}", iou=f"{values['iou']:.2f}")
+        if log_path is not None and (step % config.log.every == 0 or i == len(loader) - 1):
+            _append_log(log_path, epoch + 1, step, meter.pop(), optimizer, time.monotonic() - started)
+    return step
+
+
+def _fit(config: TrainConfig, resume: Path | None, runtime: Runtime) -> TrainResult:
+    """The training run proper (process group already set up)."""
+    _configure_process(config, runtime)
+    ckpt = _load_resume(resume, config.variant) if resume is not None else None
+    dataset = build_dataset(config)
+    model = _initial_model(config, ckpt, dataset, runtime.device)
+    log.info("%d parameter tensors receive no gradient and are frozen", len(freeze_unused(model)))
+    optimizer = build_optimizer(model, config.optim)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, config.optim.lr_drop_epoch, config.optim.lr_gamma)
+    progress = _restore(ckpt, optimizer, scheduler) if ckpt is not None else _Progress()
+    if ckpt is not None:
+        log.info("resuming %s after epoch %d (step %d)", resume, progress.epoch, progress.step)
+    loader, sampler = _make_loader(dataset, config, runtime)
     net = (DistributedDataParallel(model, device_ids=[runtime.device] if runtime.device.type == "cuda" else None,
                                    find_unused_parameters=False) if runtime.world_size > 1 else model)
     out_dir = config.output_dir
-    log_path = out_dir / LOG_FILE
-    if runtime.is_main:
+    log_path = out_dir / LOG_FILE if runtime.is_main else None
+    if log_path is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
-        _prepare_log(log_path, step)
+        _prepare_log(log_path, progress.step)
     meta = {"train_config": config_to_dict(config)}
-    started = time.monotonic() - elapsed
-    meter = _Meter()
-    net.train()
-    for epoch in range(start_epoch, config.optim.epochs):
+    started = time.monotonic() - progress.elapsed
+    step = progress.step
+    for epoch in range(progress.epoch, config.optim.epochs):
         dataset.set_epoch(epoch)
         if sampler is not None:
             sampler.set_epoch(epoch)
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.optim.epochs}", leave=False,
-                   disable=not (runtime.is_main and config.log.progress))
-        for i, batch in enumerate(bar):
-            batch = tuple(t.to(runtime.device, non_blocking=True) for t in batch)
-            values = train_step(net, optimizer, batch, config.loss, config.optim.grad_clip).as_floats()
-            step += 1
-            meter.add(values)
-            bar.set_postfix(loss=f"{values['total']:.3f}", iou=f"{values['iou']:.2f}")
-            if runtime.is_main and (step % config.log.every == 0 or i == len(loader) - 1):
-                _append_log(log_path, epoch + 1, step, meter.pop(), optimizer, time.monotonic() - started)
+        step = _train_epoch(net, optimizer, loader, config, epoch, step, log_path, started)
         scheduler.step()
         if runtime.is_main:
             extra = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": _rng_state(),
                      "epoch": epoch + 1, "step": step, "elapsed": time.monotonic() - started}
             save_checkpoint(out_dir / LAST_CHECKPOINT, model, {**meta, "epoch": epoch + 1, "step": step}, extra)
+    if runtime.world_size > 1:  # BN running stats drift per rank after the last step; keep rank 0's
+        for buffer in model.buffers():
+            dist.broadcast(buffer, src=0)
     final = out_dir / FINAL_CHECKPOINT
     if runtime.is_main:
         save_checkpoint(final, model, {**meta, "epoch": config.optim.epochs, "step": step})
@@ -338,4 +384,5 @@ def _append_log(path: Path, epoch: int, step: int, means: dict[str, float], opti
            "focal": means["focal"], "iou": means["iou"], "lr": optimizer.param_groups[0]["lr"],
            "lr_encoder": optimizer.param_groups[1]["lr"], "seconds": round(seconds, 1)}
     with path.open("a", newline="") as f:
-        csv.writer(f, lineterminator="\n").writerow([f"{row[k]:.6g}" if isinstance(row[k], float) else row[k] for k in LOG_FIELDS])
+        csv.writer(f, lineterminator="\n").writerow(
+            [f"{row[k]:.6g}" if isinstance(row[k], float) else row[k] for k in LOG_FIELDS])
