@@ -225,27 +225,26 @@ def upsample(x: np.ndarray, wy: np.ndarray, wx: np.ndarray, shift: int) -> np.nd
 # ----------------------------------------------------------------------------- attention
 
 def split_heads(x: np.ndarray, heads: int) -> np.ndarray:
-    """(T, C, N) -> (T, h, C/h, N): channel c goes to head c // (C/h), index c % (C/h)."""
-    t, c, n = x.shape
-    return x.reshape(t, heads, c // heads, n)
+    """(T, C, *spatial) -> (T, h, C/h, N) with tokens row-major: channel c to head c // (C/h), index c % (C/h)."""
+    return np.asarray(x).reshape(x.shape[0], heads, x.shape[1] // heads, -1)
 
 
 def kv_memory(k: np.ndarray, v: np.ndarray, heads: int) -> np.ndarray:
-    """Memory `M = k^T v` per step and head: k (T, C, N), v (T, Cv, N) spikes -> (T, h, d, dv) int64."""
+    """Memory `M = k^T v` per step and head, summed over tokens: k (T, C, ...), v (T, Cv, ...) spikes
+    -> (T, h, d, dv) int64. Bound: |partial sum| <= 16 N."""
     kh, vh = split_heads(k, heads), split_heads(v, heads)
-    bound = MAX_SPIKE * MAX_SPIKE * k.shape[-1]
+    bound = MAX_SPIKE * MAX_SPIKE * kh.shape[-1]
     return exact_matmul(kh, vh.transpose(0, 1, 3, 2), bound)
 
 
 def retrieve_accumulate(q: np.ndarray, memory: np.ndarray, heads: int) -> np.ndarray:
-    """`acc = q @ M` per step and head, merged back to channels: q (T, C, N) spikes, M (T', h, d, dv)
-    with T' = T or 1 -> (T, h*dv, N) int64 (channel h*dv + j)."""
+    """`acc = q @ M` per step and head, merged back: q (T, C, *sp) spikes, M (T or 1, h, d, dv) ints
+    -> (T, h*dv, *sp) int64 (channel j*dv + b). Bound: 4 * max_b sum_a |M[a, b]|."""
     qh = split_heads(q, heads)  # (T, h, d, N)
-    mem = np.asarray(memory, dtype=np.int64)
-    bound = MAX_SPIKE * matmul_bound(mem.transpose(0, 1, 3, 2).reshape(-1, mem.shape[2]), 1)
-    acc = exact_matmul(mem.transpose(0, 1, 3, 2), qh, bound)  # (T, h, dv, N)
-    t, h, dv, n = acc.shape
-    return acc.reshape(t, h * dv, n)
+    mem_t = np.asarray(memory, dtype=np.int64).transpose(0, 1, 3, 2)  # (T, h, dv, d)
+    bound = MAX_SPIKE * int(np.abs(mem_t).sum(axis=-1).max(initial=0))
+    acc = exact_matmul(mem_t, qh, bound)  # (T, h, dv, N)
+    return acc.reshape((q.shape[0], -1) + tuple(q.shape[2:]))
 
 
 def scale_shift(acc: np.ndarray, multiplier: int, shift: int) -> np.ndarray:
@@ -261,8 +260,8 @@ def dequantize(x: np.ndarray, frac_bits: int) -> np.ndarray:
 
 
 def quantize(x: np.ndarray, frac_bits: int) -> np.ndarray:
-    """float64 reals -> integers `round(x 2^F)` (half to even, as numpy/torch round)."""
-    return np.rint(np.asarray(x, dtype=np.float64) * 2.0 ** frac_bits).astype(np.int64)
+    """float64 reals -> integers `floor(x 2^F + 0.5)` (round half up; before saturation)."""
+    return np.floor(np.asarray(x, dtype=np.float64) * 2.0 ** frac_bits + 0.5).astype(np.int64)
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
@@ -275,3 +274,28 @@ def softmax(x: np.ndarray, axis: int) -> np.ndarray:
     z = np.asarray(x, dtype=np.float64)
     z = np.exp(z - z.max(axis=axis, keepdims=True))
     return z / z.sum(axis=axis, keepdims=True)
+
+
+def float_neuron(x: np.ndarray, decays: list[float], reset: str, max_spike: int = MAX_SPIKE) -> np.ndarray:
+    """The float model's neuron (round half to even) on real inputs, time first; values s/D."""
+    norm = float(max_spike)
+    mem = np.asarray(x[0], dtype=np.float64)
+    out = [np.round(np.clip(mem, 0, max_spike)) / norm]
+    for t in range(1, x.shape[0]):
+        r = out[-1] if reset == "normalized" else out[-1] * norm
+        mem = (mem - r) * decays[t - 1] + x[t]
+        out.append(np.round(np.clip(mem, 0, max_spike)) / norm)
+    return np.stack(out)
+
+
+def channel_gate(o: np.ndarray, w1: np.ndarray, b1: np.ndarray, w2: np.ndarray, b2: np.ndarray,
+                 decays: list[float], reset: str, max_spike: int = MAX_SPIKE) -> np.ndarray:
+    """Channel gate (spec §7.6) in float64 on real spike values (T, Cv, P, P) -> (1, Cv, P, P):
+    per channel, score each step with conv1d-neuron-conv1d over the P^2 positions, softmax over T."""
+    t, cv = o.shape[:2]
+    x = np.asarray(o, dtype=np.float64).reshape(t, cv, -1)  # (T, Cv, P^2)
+    g = np.einsum("oi,tci->tco", w1, x) + b1  # (T, Cv, P^2/2)
+    g = float_neuron(g, decays, reset, max_spike)
+    g = np.einsum("oi,tci->tco", w2, g)[..., 0] + b2  # (T, Cv)
+    w = softmax(g, axis=0)
+    return (np.asarray(o, dtype=np.float64) * w[:, :, None, None]).sum(axis=0, keepdims=True)

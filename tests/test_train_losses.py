@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from spiketrack.train.config import LossConfig
-from spiketrack.train.losses import boxes_at, focal_loss, generalized_iou, peak_index, tracking_loss
+from spiketrack.models.head import boxes_at
+from spiketrack.train.losses import focal_loss, generalized_iou, peak_index, tracking_loss
 from spiketrack.train.targets import (center_index, cxcywh_to_xyxy, gaussian_heatmap, gaussian_radius,
                                       xywh_to_xyxy)
 

@@ -144,12 +144,12 @@ def load_sequence(folder: str | Path) -> Sequence:
     return _LOADERS[layout](folder)
 
 
-def _sequence_folders(folder: Path) -> list[Path]:
+def sequence_folders(folder: Path) -> list[Path]:
     """Sequence folders at or below `folder` (a sequence's own sub-folders are not searched)."""
     if detect_layout(folder) is not None:
         return [folder]
     children = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
-    return [seq for child in children for seq in _sequence_folders(child)]
+    return [seq for child in children for seq in sequence_folders(child)]
 
 
 def load_dataset(folder: str | Path) -> list[Sequence]:
@@ -157,7 +157,7 @@ def load_dataset(folder: str | Path) -> list[Sequence]:
     folder = Path(folder)
     if not folder.is_dir():
         raise UserError("no such dataset folder", folder)
-    sequences = [load_sequence(f) for f in _sequence_folders(folder)]
+    sequences = [load_sequence(f) for f in sequence_folders(folder)]
     if not sequences:
         raise UserError("no tracking sequences found (OTB, LaSOT or GOT-10k layout expected)", folder)
     return sorted(sequences, key=lambda s: s.name)

@@ -35,17 +35,21 @@ class CenterHead(nn.Module):
         return {"score_map": score, "size_map": size, "offset_map": self._tower("offset", x)}
 
 
-def decode_boxes(score_map: torch.Tensor, size_map: torch.Tensor,
-                 offset_map: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Box at the first maximum of the score map: normalized (cx, cy, w, h) (B, 4) and the max (B,)."""
-    b, _, f, _ = score_map.shape
-    flat = score_map.flatten(1)
-    idx = flat.argmax(dim=1)  # first maximum on ties
-    best = flat.gather(1, idx[:, None])[:, 0]
-    iy, ix = idx // f, idx % f
-    batch = torch.arange(b, device=score_map.device)
+def boxes_at(size_map: torch.Tensor, offset_map: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """(B, 4) normalized (cx, cy, w, h) decoded at flat cell `index`: centre = (cell + offset) / F."""
+    b, _, f, _ = size_map.shape
+    batch = torch.arange(b, device=size_map.device)
+    iy, ix = index // f, index % f
     offset = offset_map[batch, :, iy, ix]  # (B, 2)
     size = size_map[batch, :, iy, ix]
     cx = (ix.to(offset.dtype) + offset[:, 0]) / f
     cy = (iy.to(offset.dtype) + offset[:, 1]) / f
-    return torch.stack([cx, cy, size[:, 0], size[:, 1]], dim=1), best
+    return torch.stack([cx, cy, size[:, 0], size[:, 1]], dim=1)
+
+
+def decode_boxes(score_map: torch.Tensor, size_map: torch.Tensor,
+                 offset_map: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Box at the first maximum of the score map: normalized (cx, cy, w, h) (B, 4) and the max (B,)."""
+    flat = score_map.flatten(1)
+    idx = flat.argmax(dim=1)  # first maximum on ties
+    return boxes_at(size_map, offset_map, idx), flat.gather(1, idx[:, None])[:, 0]

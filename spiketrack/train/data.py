@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from spiketrack.data.datasets import (_sequence_folders, load_got10k_sequence, load_lasot_sequence,
+from spiketrack.data.datasets import (sequence_folders, load_got10k_sequence, load_lasot_sequence,
                                       load_otb_sequence)
 from spiketrack.data.images import read_image
 from spiketrack.data.sequence import Sequence
@@ -78,7 +78,7 @@ def load_sequences(kind: str, root: Path) -> list[Sequence]:
     if not root.is_dir():
         raise UserError("no such dataset folder", root)
     usable = []
-    for folder in _sequence_folders(root):
+    for folder in sequence_folders(root):
         try:
             seq = loader(folder)
         except UserError as exc:

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from spiketrack.models.head import boxes_at
+
 from .config import LossConfig
 from .targets import center_index, cxcywh_to_xyxy, gaussian_heatmap, xywh_to_xyxy
 
@@ -57,18 +59,6 @@ def generalized_iou(boxes1: torch.Tensor, boxes2: torch.Tensor) -> tuple[torch.T
 def peak_index(score_map: torch.Tensor) -> torch.Tensor:
     """(B,) flat index of the first maximum of a (B, 1, F, F) score map (the official `cal_bbox`)."""
     return score_map.flatten(1).argmax(dim=1)
-
-
-def boxes_at(size_map: torch.Tensor, offset_map: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """(B, 4) normalised `cx, cy, w, h` decoded at flat cell `index`: centre = (cell + offset) / F."""
-    b, _, f, _ = size_map.shape
-    batch = torch.arange(b, device=size_map.device)
-    iy, ix = index // f, index % f
-    offset = offset_map[batch, :, iy, ix]
-    size = size_map[batch, :, iy, ix]
-    cx = (ix.to(offset.dtype) + offset[:, 0]) / f
-    cy = (iy.to(offset.dtype) + offset[:, 1]) / f
-    return torch.stack([cx, cy, size[:, 0], size[:, 1]], dim=1)
 
 
 def tracking_loss(outputs: dict[str, torch.Tensor], gt_boxes: torch.Tensor, cfg: LossConfig) -> LossTerms:

@@ -1,0 +1,1 @@
+"""Lava backend of SpikeTrack: process packages (`procs`), the network builder and runner (`builder`)."""
