@@ -13,7 +13,6 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -168,6 +167,14 @@ def run_fixed(graph: NetworkIR, inputs: dict[str, torch.Tensor]) -> FixedResult:
                                                          [bits[i] for i in node.inputs])
     outputs = {name: dequantize(values[nid], bits[nid]) for name, nid in graph.outputs.items()}
     return FixedResult(values, saturated, outputs)
+
+
+def spike_mismatch(graph: NetworkIR, fixed: dict[str, torch.Tensor],
+                   real: dict[str, torch.Tensor]) -> dict[str, float]:
+    """Per neuron node: fraction of elements whose fixed spike count differs from the float one
+    (`real` holds real values s/4, e.g. from `converters.graph.run_float`)."""
+    return {n.id: float((fixed[n.id] != torch.round(real[n.id] * 4).to(torch.int64)).double().mean())
+            for n in graph.nodes if n.op == "neuron"}
 
 
 class FixedPointModel(nn.Module):

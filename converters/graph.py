@@ -26,7 +26,6 @@ from spiketrack.models.neuron import MultiSpikeNeuron
 from spiketrack.models.retrieval import ChannelGate, MemoryRetrieval, Retriever
 
 MEMORY_NAMES = tuple(f"memory{i}" for i in range(6))
-HEAD_OUTPUTS = ("score_map", "size_map", "offset_map")
 SIGMOID_CLAMP = (1e-4, 1 - 1e-4)
 
 

@@ -33,7 +33,8 @@ Op kinds (inputs in order; time steps are independent unless stated)
 ---------------------------------------------------------------------
 ``input``  (no inputs) attrs ``kind``: ``'image'`` (host: ``x_int = sat(floor(x * 2**F + 0.5))``
     of the normalised crop, location host) or ``'memory'`` (integer memories from the template
-    graph, F = 4, location neuro). The node id is the graph input name.
+    graph, F = 4, location neuro; ``source`` is the template node that produced it). The node id
+    is the graph input name.
 ``conv``  [x] spike input (F_in = 2). params ``weight`` ``(Cout, Cin/groups, kh, kw)`` int8 range,
     ``bias`` ``(Cout,)`` in F_out; with attrs ``per_step`` true they gain a leading T axis and
     step t uses ``weight[t]``, ``bias[t]``. attrs ``kernel [kh, kw]``, ``stride``, ``padding``
@@ -69,7 +70,7 @@ Op kinds (inputs in order; time steps are independent unless stated)
     ``acc[t, j*dv+b, n] = Σ_a q[t, j*d+a, n] * M[t, j, a, b]``; ``y = sat(rshift(acc * m, n))``.
 ``gate``  [o] host (t3 only): channel gate of spec §7.6 on spike input ``(T, Cv, P, P)`` → ``(1, Cv, P, P)``.
     float64 params ``w1 (P²/2, P²)``, ``b1``, ``w2 (1, P²/2)``, ``b2``; attrs ``neuron_decay``
-    (float sigmoid factors, T-1), ``reset``. Runs the float model on ``o * 2**-F_in`` in float64
+    (float sigmoid factors, T-1), ``reset``, ``max_spike``. Runs the float model on ``o * 2**-F_in`` in float64
     (round-half-even neuron), result requantized ``sat(floor(y * 2**F_out + 0.5))``.
 ``sigmoid``  [x] host: ``y = sat(floor(clamp(sigmoid(x * 2**-F_in), lo, hi) * 2**F_out + 0.5))``;
     attrs ``clamp [lo, hi]``. The head's score and size maps.
@@ -151,6 +152,8 @@ class NetworkIR:
                 raise ValueError(f"{self.name}: duplicate node id {n.id}")
             if n.op not in OPS or n.location not in LOCATIONS:
                 raise ValueError(f"{self.name}: node {n.id} has unknown op {n.op!r} or location {n.location!r}")
+            if n.op in HOST_OPS and n.location != "host":
+                raise ValueError(f"{self.name}: host op {n.op} at node {n.id} is placed on {n.location}")
             missing = [i for i in n.inputs if i not in seen]
             if missing:
                 raise ValueError(f"{self.name}: node {n.id} reads {missing} before they are defined")

@@ -70,6 +70,7 @@ class WeightQuant:
 class LayerReport:
     """Per weighted layer: exponent, clipping, underflow, relative error, saturated biases."""
 
+    graph: str
     id: str
     op: str
     weights: int
@@ -102,12 +103,12 @@ class QuantReport:
 
     def format(self, only_clipped: bool = False) -> str:
         """Table of the layers (optionally only those that clipped)."""
-        rows = [f"{'layer':<56} {'e_w':>4} {'F':>3} {'weights':>8} {'clip':>5} {'maxclip':>9} "
+        rows = [f"{'graph':<8} {'layer':<56} {'e_w':>4} {'F':>3} {'weights':>8} {'clip':>5} {'maxclip':>9} "
                 f"{'zeroed':>7} {'relrms':>7} {'bsat':>4}"]
         for r in self.layers:
             if only_clipped and not (r.clipped or r.bias_saturated):
                 continue
-            rows.append(f"{r.id:<56} {r.weight_exp:>4} {r.frac_bits:>3} {r.weights:>8} {r.clipped:>5} "
+            rows.append(f"{r.graph:<8} {r.id:<56} {r.weight_exp:>4} {r.frac_bits:>3} {r.weights:>8} {r.clipped:>5} "
                         f"{r.max_clip_error:>9.3g} {r.zeroed:>7} {r.rel_rms_error:>7.4f} {r.bias_saturated:>4}")
         return "\n".join(rows)
 
@@ -166,7 +167,7 @@ def calibration_inputs(frame: CalibrationFrame, size: int, steps: int) -> tuple[
 @torch.no_grad()
 def calibrate(template: NetworkIR, search: NetworkIR, frames: Sequence[CalibrationFrame], size: int,
               steps: int) -> dict[str, float]:
-    """max |value| of every node of both graphs over the calibration frames (float64 graphs)."""
+    """max |value| of every node of both graphs over the calibration frames (float32 is plenty for maxima)."""
     if not frames:
         raise UserError("quantization needs at least one calibration frame")
     maxima: dict[str, float] = {}
@@ -178,10 +179,10 @@ def calibrate(template: NetworkIR, search: NetworkIR, frames: Sequence[Calibrati
 
     for frame in frames:
         templates, search_crop = calibration_inputs(frame, size, steps)
-        tv = run_float(template, {"templates": templates})
+        tv = run_float(template, {"templates": templates}, torch.float32)
         record(tv, "template")
         inputs = {"search": search_crop, **{name: tv[nid] for name, nid in template.outputs.items()}}
-        record(run_float(search, inputs), "search")
+        record(run_float(search, inputs, torch.float32), "search")
     return maxima
 
 
@@ -268,7 +269,7 @@ def output_frac_bits(node: Node, in_bits: list[int], max_abs: float, cfg: QuantC
 
 
 def quantize_node(node: Node, in_bits: list[int], f_out: int, cfg: QuantConfig,
-                  report: QuantReport, in_shapes: list[tuple[int, ...]]) -> Node:
+                  report: QuantReport, in_shapes: list[tuple[int, ...]], graph: str) -> Node:
     """Integer version of one float-graph node (attrs/params as in `converters.ir`)."""
     a = {k: v for k, v in node.attrs.items() if k != "decay_float"}
     params: dict[str, np.ndarray] = {}
@@ -277,7 +278,7 @@ def quantize_node(node: Node, in_bits: list[int], f_out: int, cfg: QuantConfig,
         bias, bsat = to_fixed(node.params["bias"], f_out)
         params = {"weight": wq.mantissa, "bias": bias}
         a.update(weight_exp=wq.exponent, shift=in_bits[0] - wq.exponent - f_out)
-        report.layers.append(LayerReport(node.id, node.op, int(wq.mantissa.size), wq.exponent, wq.clipped,
+        report.layers.append(LayerReport(graph, node.id, node.op, int(wq.mantissa.size), wq.exponent, wq.clipped,
                                          wq.max_clip_error, wq.zeroed, wq.rel_rms_error, bsat, f_out))
     elif node.op == "neuron":
         a.update(f_in=in_bits[0], decay=[int(round_half_up(d * 2 ** DECAY_BITS)) for d in node.attrs["decay_float"]])
@@ -288,7 +289,7 @@ def quantize_node(node: Node, in_bits: list[int], f_out: int, cfg: QuantConfig,
         params = {"table": table}
         a["shift"] = in_bits[0] - f_out
         if tsat:
-            report.layers.append(LayerReport(node.id, node.op, int(table.size), 0, 0, 0.0, 0, 0.0, tsat, f_out))
+            report.layers.append(LayerReport(graph, node.id, node.op, int(table.size), 0, 0, 0.0, 0, 0.0, tsat, f_out))
     elif node.op == "avgpool":
         a["shift"] = int(math.log2(a["kernel"] ** 2)) + in_bits[0] - f_out
     elif node.op == "upsample":
@@ -313,7 +314,8 @@ def quantize_graph(graph: NetworkIR, maxima: dict[str, float], cfg: QuantConfig,
         in_bits = [bits[i] for i in node.inputs]
         max_abs = maxima.get(f"{graph.name}/{node.id}", 0.0)
         f_out = bits.get(node.id, output_frac_bits(node, in_bits, max_abs, cfg))
-        nodes.append(quantize_node(node, in_bits, f_out, cfg, report, [shapes[i] for i in node.inputs]))
+        nodes.append(quantize_node(node, in_bits, f_out, cfg, report, [shapes[i] for i in node.inputs],
+                                   graph.name))
         bits[node.id] = f_out
         report.edges[f"{graph.name}/{node.id}"] = {"max": max_abs, "frac_bits": f_out}
     out = NetworkIR(graph.name, graph.variant, nodes, list(graph.inputs), dict(graph.outputs))

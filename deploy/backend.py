@@ -18,6 +18,8 @@ BACKENDS = ("lava", "numpy")
 class Runner(Protocol):
     """A built bundle: template graph and search graph, ready to run frame by frame."""
 
+    startup_seconds: float  # one-off compile / start-up time included in the calls so far
+
     def encode_templates(self, templates: np.ndarray) -> dict[str, np.ndarray]:
         """Normalized templates (T, 3, S, S) -> memories by name; they become the search graph's state."""
 
@@ -78,6 +80,7 @@ class NumpyRunner:
     def __init__(self, bundle: Any, trace: bool = False):
         self.bundle = bundle
         self.graphs = {"template": NumpyGraph(bundle.template, trace), "search": NumpyGraph(bundle.search, trace)}
+        self.startup_seconds = 0.0
 
     def encode_templates(self, templates: np.ndarray) -> dict[str, np.ndarray]:
         memories = self.graphs["template"].step({self.bundle.template.inputs[0]: templates})

@@ -150,6 +150,7 @@ _EVALUATORS: dict[str, Callable[[Any, Sequence[np.ndarray]], tuple[np.ndarray, n
     "memory": eval_memory, "retrieve": eval_retrieve,
 }
 _HOST_FLOAT = {"gate": eval_gate, "sigmoid": eval_sigmoid}
+SUPPORTED_OPS = frozenset(_EVALUATORS) | frozenset(_HOST_FLOAT)
 
 
 def evaluate_node(node: Any, xs: Sequence[np.ndarray], input_frac_bits: Sequence[int | None] = ()) -> tuple[np.ndarray, np.ndarray]:

@@ -13,7 +13,6 @@ raises when neither is exact; callers pass the proven bound of their operands.
 """
 from __future__ import annotations
 
-import math
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -37,6 +36,8 @@ def rshift(x: np.ndarray, n: int) -> np.ndarray:
 
 def saturate(x: np.ndarray) -> tuple[np.ndarray, int]:
     """Clamp to the 24-bit range; returns the clamped array and how many values were clamped."""
+    if x.size == 0 or (x.min() >= ACT_MIN and x.max() <= ACT_MAX):  # the common case: two reductions
+        return x, 0
     clipped = int(np.count_nonzero((x < ACT_MIN) | (x > ACT_MAX)))
     return np.clip(x, ACT_MIN, ACT_MAX), clipped
 
@@ -59,8 +60,12 @@ def matmul_bound(weight_rows: np.ndarray, max_input: int) -> int:
 def exact_matmul(a: np.ndarray, b: np.ndarray, bound: int) -> np.ndarray:
     """Integer `a @ b` through float BLAS; `bound` must bound every partial sum (see module docstring)."""
     dtype = exact_dtype(bound)
-    out = np.matmul(a.astype(dtype, copy=False), b.astype(dtype, copy=False))
-    return np.rint(out).astype(np.int64)
+    return np.matmul(a.astype(dtype, copy=False), b.astype(dtype, copy=False)).astype(np.int64)
+
+
+def to_int(exact: np.ndarray) -> np.ndarray:
+    """Float array holding exact integers (proven by the bound) -> int64, no rounding needed."""
+    return exact.astype(np.int64)
 
 
 # ----------------------------------------------------------------------------- neuron
@@ -135,7 +140,7 @@ def conv_accumulate(x: np.ndarray, weight: np.ndarray, stride: int, pad: int, gr
         cols = im2col(xs, k, stride, pad).reshape(t, groups, cin_g * k * k, ho * wo)
     wg = weight.astype(dtype).reshape(groups, cout // groups, cin_g * k * k)
     acc = np.matmul(wg[None], cols)  # (T, G, Cout/G, HoWo)
-    return np.rint(acc).astype(np.int64).reshape(t, cout, ho, wo)
+    return to_int(acc).reshape(t, cout, ho, wo)
 
 
 def _depthwise(x: np.ndarray, weight: np.ndarray, stride: int, pad: int, ho: int, wo: int) -> np.ndarray:
@@ -148,7 +153,7 @@ def _depthwise(x: np.ndarray, weight: np.ndarray, stride: int, pad: int, ho: int
         for dx in range(k):
             tap = xp[:, :, dy:dy + span_h:stride, dx:dx + span_w:stride]
             acc += tap * weight[None, :, dy, dx, None, None]
-    return np.rint(acc).astype(np.int64)
+    return to_int(acc)
 
 
 def requantize(acc: np.ndarray, shift: int, bias: np.ndarray | None) -> np.ndarray:

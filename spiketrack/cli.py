@@ -11,10 +11,6 @@ import torch
 from spiketrack.errors import UserError
 
 
-def _threads(args: argparse.Namespace) -> None:
-    torch.set_num_threads(args.threads)
-
-
 def cmd_track(args: argparse.Namespace) -> int:
     from spiketrack.data.datasets import load_sequence
     from spiketrack.default_model import resolve_model
@@ -23,7 +19,6 @@ def cmd_track(args: argparse.Namespace) -> int:
     from spiketrack.tracker.runner import run_tracker_on_sequence
     from spiketrack.tracker.spiketrack_tracker import SpikeTrackTracker, TrackerParams
 
-    _threads(args)
     seq = load_sequence(args.sequence)
     resolved = resolve_model(args.checkpoint, args.variant)
     print(f"model: {resolved.model.cfg.name}, weights: {resolved.weights}")
@@ -95,18 +90,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trust-pickle", action="store_true",
                    help="allow unpickling non-tensor objects (only for files you trust)")
 
-    try:
-        from spiketrack.train.cli import add_train_arguments, run_train_command
-    except ImportError:  # training extras not installed
-        pass
-    else:
-        p = add("train", run_train_command, "train a model from a YAML config (torchrun for DDP)")
-        add_train_arguments(p)
+    from converters.cli import add_export_arguments, run_export_command
+    from deploy.cli import add_simulate_arguments, run_simulate_command
+    from spiketrack.profiler.cli import HELP as PROFILE_HELP, add_profile_arguments, run_profile_command
+    from spiketrack.train.cli import add_train_arguments, run_train_command
+
+    add_export_arguments(add("export", run_export_command, "export a checkpoint (lava bundle, onnx, nir)"))
+    add_simulate_arguments(add("simulate", run_simulate_command, "run an exported bundle on the Lava CPU simulator"))
+    add_profile_arguments(add("profile", run_profile_command, PROFILE_HELP))
+    add_train_arguments(add("train", run_train_command, "train a model from a YAML config (torchrun for DDP)"))
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    torch.set_num_threads(args.threads)
     try:
         return args.func(args)
     except UserError as err:

@@ -18,6 +18,7 @@ model) is only exercised by a test proving one exported conv layer equal to `Seg
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +36,14 @@ from lava.proc.io.injector import Injector, PyLoihiInjectorModel
 from deploy.graph_eval import STAT_FIELDS
 from deploy.lava.procs.host.process import HostOps
 from deploy.lava.procs.segment.process import Segment
+
+
+CHANNEL_DEPTH = 2  # messages per channel: each port carries one message per step, consumed in that step
+
+
+def compile_config() -> dict[str, int]:
+    """Shallow channels: Lava's default depth 64 would allocate 64 copies of every edge in shared memory."""
+    return {"pypy_channel_size": CHANNEL_DEPTH}
 
 
 def run_config() -> Loihi2SimCfg:
@@ -72,11 +81,14 @@ class LavaGraph:
     injectors: dict[str, Injector]
     extractors: dict[str, Extractor]
     state_slots: dict[str, list[tuple[str, int, int]]]  # memory name -> [(segment, start, stop) in `state`]
+    tracers: dict[str, Extractor] = field(default_factory=dict)  # segment -> its trace_out extractor
     trace: bool = False
     started: bool = False
     failed: bool = False
     steps: int = 0
+    startup_seconds: float = 0.0
     _pending_state: dict[str, np.ndarray] = field(default_factory=dict)
+    _last_trace: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def anchor(self) -> AbstractProcess:
@@ -98,8 +110,9 @@ class LavaGraph:
                 by_segment.setdefault(segment, []).append((name, a, b))
         for segment, slots in by_segment.items():
             var = self.procs[segment].state
-            flat = (np.rint(np.asarray(var.get(), dtype=np.float64)).astype(np.int32) if self.started
-                    else np.zeros(var.shape, dtype=np.int32))
+            complete = sum(b - a for _, a, b in slots) == var.shape[0]
+            flat = (np.zeros(var.shape, dtype=np.int32) if complete or not self.started
+                    else np.rint(np.asarray(var.get(), dtype=np.float64)).astype(np.int32))
             for name, a, b in slots:
                 flat[a:b] = self._pending_state[name].ravel()
             if self.started:
@@ -117,17 +130,20 @@ class LavaGraph:
         if missing:
             raise KeyError(f"missing graph inputs {sorted(missing)}")
         if not self.started:
-            self.anchor.create_runtime(run_cfg=run_config())
+            start = time.perf_counter()
+            self.anchor.create_runtime(run_cfg=run_config(), compile_config=compile_config())
+            self.startup_seconds += time.perf_counter() - start
             self.started = True
             self._pending_state.clear()
         for name, injector in self.injectors.items():
             injector.send(np.asarray(inputs[name], dtype=np.float64).ravel())
         try:
             run_or_raise(self.anchor, RunSteps(num_steps=1))
-        except Exception:
+        except BaseException:
             self.failed = True
             raise
         self.steps += 1
+        self._last_trace = {name: ext.receive() for name, ext in self.tracers.items()}
         index = self.graph.index()
         return {name: np.rint(ext.receive()).astype(np.int64).reshape(index[self.graph.outputs[name]].shape)
                 for name, ext in self.extractors.items()}
@@ -143,13 +159,13 @@ class LavaGraph:
         return out
 
     def node_outputs(self) -> dict[str, np.ndarray]:
-        """Every node's output of the last step (needs `trace=True`)."""
+        """Every node's output of the last step (needs `trace=True`), from the segments' trace ports."""
         if not self.trace:
             raise RuntimeError("node outputs need a network built with trace=True")
         index = self.graph.index()
         out: dict[str, np.ndarray] = {}
         for spec in self.specs:
-            flat = np.rint(np.asarray(self.procs[spec.name].trace.get(), dtype=np.float64)).astype(np.int64)
+            flat = np.rint(np.asarray(self._last_trace[spec.name], dtype=np.float64)).astype(np.int64)
             start = 0
             for nid in spec.node_ids:
                 size = int(math.prod(index[nid].shape))
@@ -176,7 +192,7 @@ def build_graph(graph: Any, trace: bool = False) -> LavaGraph:
         for k, nid in enumerate(spec.inputs):
             port = getattr(proc, f"in_{k}")
             if nid in spec.node_ids:  # a graph input node of this segment: raw data from the host
-                injectors[nid] = Injector(shape=_flat(index[nid].shape))
+                injectors[nid] = Injector(shape=_flat(index[nid].shape), buffer_size=CHANNEL_DEPTH)
                 injectors[nid].out_port.connect(port)
             else:
                 source, j = producer[nid]
@@ -184,7 +200,7 @@ def build_graph(graph: Any, trace: bool = False) -> LavaGraph:
     extractors: dict[str, Extractor] = {}
     for name, nid in graph.outputs.items():
         source, j = producer[nid]
-        extractors[name] = Extractor(shape=_flat(index[nid].shape))
+        extractors[name] = Extractor(shape=_flat(index[nid].shape), buffer_size=CHANNEL_DEPTH)
         getattr(procs[source], f"out_{j}").connect(extractors[name].in_port)
     slots: dict[str, list[tuple[str, int, int]]] = {}
     for spec in specs:
@@ -193,4 +209,9 @@ def build_graph(graph: Any, trace: bool = False) -> LavaGraph:
             size = int(math.prod(index[nid].shape))
             slots.setdefault(nid, []).append((spec.name, start, start + size))
             start += size
-    return LavaGraph(graph, specs, procs, injectors, extractors, slots, trace)
+    tracers: dict[str, Extractor] = {}
+    if trace:
+        for spec in specs:
+            tracers[spec.name] = Extractor(shape=procs[spec.name].trace_out.shape, buffer_size=CHANNEL_DEPTH)
+            procs[spec.name].trace_out.connect(tracers[spec.name].in_port)
+    return LavaGraph(graph, specs, procs, injectors, extractors, slots, tracers, trace)

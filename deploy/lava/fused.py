@@ -8,9 +8,10 @@ before consumers inside the same step, so the whole DAG of processes completes w
 `(T, C, H, W)`; unused ports (a fixed number is declared, as Lava models need static port names)
 stay unconnected with shape (1,).
 
-Vars: `state` (flat, the memories of the segment, set once per template update), `trace` (flat
-concatenation of every node output of the last step, only when tracing; else size 1), `counts`
-(per node x `graph_eval.STAT_FIELDS`, summed over steps), `steps` (evaluated steps).
+Vars: `state` (flat, the memories of the segment, set once per template update), `counts` (per
+node x `graph_eval.STAT_FIELDS`, summed over steps), `steps` (evaluated steps). Debug port
+`trace_out`: when tracing, the flat concatenation of every node output of the step (a port, not a
+Var: Lava moves Var values one element per message, ~20 us each, far too slow for activations).
 """
 from __future__ import annotations
 
@@ -30,6 +31,16 @@ from deploy.graph_eval import STAT_FIELDS, evaluate_nodes
 MAX_PORTS = 6
 
 
+def single_threaded_blas() -> None:
+    """Limit BLAS to one thread in this (worker) process: processes are the unit of parallelism, and
+    multi-threaded OpenBLAS in every one of them busy-waits on a shared CPU (4-5x slower measured)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # optional; without it BLAS keeps its default
+        return
+    threadpool_limits(1, user_api="blas")
+
+
 def _size(shape: Sequence[int]) -> int:
     return int(math.prod(shape))
 
@@ -44,9 +55,14 @@ def declare_segment(proc: AbstractProcess, nodes: Sequence[Any], inputs: Sequenc
         setattr(proc, f"in_{i}", InPort(shape=(_size(inputs[i][1]) if i < len(inputs) else 1,)))
         setattr(proc, f"out_{i}", OutPort(shape=(_size(outputs[i][1]) if i < len(outputs) else 1,)))
     proc.state = Var(shape=(max(1, sum(_size(s) for _, s in state)),), init=0)
-    proc.trace = Var(shape=(max(1, sum(_size(n.shape) for n in nodes)) if trace else 1,), init=0)
+    proc.trace_out = OutPort(shape=(trace_size(nodes) if trace else 1,))
     proc.counts = Var(shape=(len(nodes), len(STAT_FIELDS)), init=0)
     proc.steps = Var(shape=(1,), init=0)
+
+
+def trace_size(nodes: Sequence[Any]) -> int:
+    """Length of the debug trace: all node outputs of a segment, flattened and concatenated."""
+    return max(1, sum(_size(n.shape) for n in nodes))
 
 
 def segment_params(nodes: Sequence[Any], inputs: Sequence[tuple[str, tuple]], outputs: Sequence[tuple[str, tuple]],
@@ -71,13 +87,14 @@ class FusedSegmentModel(PyLoihiProcessModel):
 
     def __init__(self, proc_params: dict) -> None:
         super().__init__(proc_params)
+        single_threaded_blas()
         p = self.proc_params
         self._nodes = p["nodes"]
         self._inputs = p["inputs"]
         self._outputs = [i for i, _ in p["outputs"]]
         self._state = p["state"]
         self._state_spans = flat_spans([s for _, s in self._state])
-        self._trace_spans = flat_spans([n.shape for n in self._nodes]) if p["trace"] else []
+        self._trace = p["trace"]
         self._frac_bits = p["frac_bits"]
         self._own = {n.id for n in self._nodes}
 
@@ -88,8 +105,8 @@ class FusedSegmentModel(PyLoihiProcessModel):
         outputs, stats = evaluate_nodes(self._nodes, values, self._frac_bits)
         self.counts[:] = self.counts + stats
         self.steps[0] += 1
-        for node, (a, b) in zip(self._nodes, self._trace_spans):
-            self.trace[a:b] = outputs[node.id].ravel()
+        if self._trace:
+            self.trace_out.send(np.concatenate([outputs[n.id].ravel() for n in self._nodes]))
         for i, nid in enumerate(self._outputs):
             getattr(self, f"out_{i}").send(outputs[nid].ravel())
 

@@ -50,6 +50,11 @@ class LavaRunner:
         """Node outputs of the last step of `graph` ('template' or 'search'); needs trace=True."""
         return {"template": self.template, "search": self.search}[graph].node_outputs()
 
+    @property
+    def startup_seconds(self) -> float:
+        """Compile and process start-up time spent so far (both networks)."""
+        return self.template.startup_seconds + self.search.startup_seconds
+
     def close(self) -> None:
         """Stop both networks (skipped for a network whose run failed: stopping it would hang)."""
         self.template.close()

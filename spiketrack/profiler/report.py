@@ -2,8 +2,10 @@
 
 Inputs are generic: one counts record evaluated under one or more hardware profiles
 (`ProfileResult`s), the TransT summary (`transt.transt_summary`) and the paper's figures
-(`paper_figures`). Every number printed can be traced to the counts and profile figures
-stored beside it in report.json.
+(`paper_figures`); optionally the run's context (weights, sequence, frame rate, per-frame
+totals: `spiketrack.profiler.run.run_context`) and the template encoder's results, priced per
+encoding. Every number printed can be traced to the counts and profile figures stored beside
+it in report.json.
 """
 from __future__ import annotations
 
@@ -53,6 +55,7 @@ def comparison_rows(results: list[ProfileResult], transt: dict[str, Any],
         for b in result.breakdowns:
             transt_j = base["per_frame_cached_template_j"] if base else None
             rows.append({
+                "variant": result.counts.variant, "weights": result.counts.weights,
                 "profile": result.profile.name, "model": b.model, "per_frame_j": b.per_frame_j,
                 "total_j": b.total_j, "transt_profile": base["profile"] if base else None,
                 "transt_per_frame_j": transt_j,
@@ -62,38 +65,68 @@ def comparison_rows(results: list[ProfileResult], transt: dict[str, Any],
     return rows
 
 
-def report_data(results: list[ProfileResult], transt: dict[str, Any], paper: dict[str, Any]) -> dict[str, Any]:
+def _results_data(results: list[ProfileResult]) -> list[dict[str, Any]]:
+    return [{"profile": r.profile.name, "profile_path": r.profile.path,
+             "breakdowns": [b.to_dict() for b in r.breakdowns], "skipped": r.skipped} for r in results]
+
+
+def template_rows(template: list[ProfileResult]) -> list[dict[str, Any]]:
+    """One row per (profile, model) of the template encoder: joules per encoding."""
+    return [{"profile": r.profile.name, "model": b.model, "per_encoding_j": b.per_frame_j,
+             "encodings": b.frames, "total_j": b.total_j} for r in template for b in r.breakdowns]
+
+
+def report_data(results: list[ProfileResult], transt: dict[str, Any], paper: dict[str, Any],
+                context: dict[str, Any] | None = None,
+                template: list[ProfileResult] | None = None) -> dict[str, Any]:
     """Everything the report shows, as plain JSON-able data."""
     counts = _common_counts(results)
-    return {
+    data = {
+        "context": context or {},
         "inputs": {"counts": counts.to_dict()},
         "profiles": [r.profile.to_dict() for r in results],
-        "results": [{"profile": r.profile.name, "profile_path": r.profile.path,
-                     "breakdowns": [b.to_dict() for b in r.breakdowns], "skipped": r.skipped}
-                    for r in results],
+        "results": _results_data(results),
         "transt": transt,
         "paper": paper,
         "comparison": comparison_rows(results, transt, paper),
     }
+    if template:
+        data["inputs"]["template_counts"] = _common_counts(template).to_dict()
+        data["template"] = {"results": _results_data(template), "per_encoding": template_rows(template)}
+    return data
 
 
 def write_report(out_dir: str | Path, results: list[ProfileResult], transt: dict[str, Any],
-                 paper: dict[str, Any]) -> tuple[Path, Path]:
+                 paper: dict[str, Any], context: dict[str, Any] | None = None,
+                 template: list[ProfileResult] | None = None) -> tuple[Path, Path]:
     """Write report.json and report.html into `out_dir` (each atomically); return their paths."""
     out_dir = Path(out_dir)
-    data = report_data(results, transt, paper)
+    data = report_data(results, transt, paper, context, template)
     json_path, html_path = out_dir / "report.json", out_dir / "report.html"
     write_text_atomic(json_path, json.dumps(data, indent=1) + "\n")
-    write_text_atomic(html_path, render_html(results, data))
+    write_text_atomic(html_path, render_html(results, data, template))
     return json_path, html_path
 
 
-def markdown_summary(results: list[ProfileResult], transt: dict[str, Any], paper: dict[str, Any]) -> str:
+def weights_statement(counts: CountsRecord) -> str:
+    """Which weights produced the figures; procedural weights said plainly."""
+    text = (f"weights: {counts.weights or 'not stated in the counts'} "
+            f"(checkpoint: {counts.checkpoint or 'not stated'})")
+    if "procedural" in counts.weights.lower():
+        text += (". WARNING: PROCEDURAL (untrained) weights — the firing rates and energies describe this "
+                 "untrained network, not the trained SpikeTrack")
+    return text
+
+
+def markdown_summary(results: list[ProfileResult], transt: dict[str, Any], paper: dict[str, Any],
+                     context: dict[str, Any] | None = None,
+                     template: list[ProfileResult] | None = None) -> str:
     """Short Markdown table for stdout: energy per frame per (profile, model) next to TransT and 1/26."""
     counts = _common_counts(results)
     macs = transt["macs"]
+    context = context or {}
     lines = [
-        f"Energy of {counts.variant} ({counts.source} counts, {counts.frames} frames, weights: {counts.weights})",
+        f"Energy of {counts.variant} per search frame ({counts.source} counts, {counts.frames} search frames, weights: {counts.weights})",
         "",
         "| profile | model | mJ / frame | TransT mJ / frame (profile) | SpikeTrack / TransT | paper |",
         "|---|---|---|---|---|---|",
@@ -106,27 +139,47 @@ def markdown_summary(results: list[ProfileResult], transt: dict[str, Any], paper
                for model, reason in r.skipped.items()]
     transt_line = (f"TransT: {macs['per_frame_cached_template'] / 1e9:.2f} GMACs/frame (template cached), "
                    f"{macs['per_frame_recomputed_template'] / 1e9:.2f} GMACs/frame (template recomputed).")
+    if template:
+        lines += ["", "Template encoder (run at initialisation and template updates), per encoding:", "",
+                  "| profile | model | mJ / encoding | encodings |", "|---|---|---|---|"]
+        lines += [f"| {r['profile']} | {r['model']} | {r['per_encoding_j'] * 1e3:.4g} | {r['encodings']} |"
+                  for r in template_rows(template)]
     lines += ["", *skipped, "", transt_line, f"Paper: {paper['claim']} — {paper['note']}"]
+    if context:
+        rate = context.get("search_mean_firing_rate")
+        lines += ["", f"Counts: {context.get('counts_source', counts.source)}; "
+                      f"mean firing rate (search) {'-' if rate is None else f'{rate:.4f}'} spikes/neuron/step; "
+                      f"frame rate {context.get('frame_rate_fps')} fps (static power time)."]
+    lines += [weights_statement(counts) + "."]
     return "\n".join(lines) + "\n"
 
 
-def render_html(results: list[ProfileResult], data: dict[str, Any]) -> str:
+def render_html(results: list[ProfileResult], data: dict[str, Any],
+                template: list[ProfileResult] | None = None) -> str:
     """Self-contained HTML: tables, formulas and base64-embedded PNG charts."""
     counts = _common_counts(results)
-    paper, transt = data["paper"], data["transt"]
+    paper, transt, context = data["paper"], data["transt"], data.get("context", {})
+    per_frame = context.get("per_frame") or []
     parts = [
         "<!DOCTYPE html><html><head><meta charset='utf-8'><title>SpikeTrack energy report</title>",
         "<style>body{font-family:sans-serif;max-width:1200px;margin:auto}table{border-collapse:collapse;"
         "margin:8px 0}td,th{border:1px solid #999;padding:3px 6px;font-size:13px;vertical-align:top}"
-        "img{max-width:100%}</style></head><body>",
+        "img{max-width:100%}.warn{background:#fdd;border:2px solid #c00;padding:6px}</style></head><body>",
         f"<h1>SpikeTrack energy report — {_e(counts.variant)}</h1>",
-        _table(["variant", "checkpoint", "weights", "counts source", "frames", "layers"],
+        _weights_banner(counts),
+        _table(["variant", "checkpoint", "weights", "counts source", "search frames", "layers"],
                [[counts.variant, counts.checkpoint, counts.weights, counts.source, counts.frames,
                  len(counts.layers)]]),
+        _context_table(context),
         "<h2>Energy per frame and comparison with TransT</h2>",
-        f"<p>Paper: {_e(paper['claim'])} ({_e(paper['source'])}). {_e(paper['note'])}</p>",
+        f"<p>Per-frame energy is the search path's per search step (template encoder cached), the "
+        f"convention of TransT's per-frame figure. Paper: {_e(paper['claim'])} ({_e(paper['source'])}). "
+        f"{_e(paper['note'])}</p>",
         _comparison_table(data["comparison"], paper),
         _skipped(results),
+        "<h2>The paper's figures beside ours</h2>",
+        _paper_table(data["comparison"], paper),
+        _template_section(template),
         "<h2>TransT (architecture-only count)</h2>",
         _transt_table(transt),
         "<h2>Charts</h2>",
@@ -134,6 +187,7 @@ def render_html(results: list[ProfileResult], data: dict[str, Any]) -> str:
         _img(_operations_chart(counts), "per-layer operations"),
         *(_img(_layer_energy_chart(r), f"per-layer energy, {r.profile.name}") for r in results if r.breakdowns),
         _img(_stacked_chart(results), "energy breakdown per model"),
+        *([_img(_per_frame_chart(per_frame), "operations per search frame")] if len(per_frame) > 1 else []),
         "<h2>Formulas</h2>",
         _table(["profile", "model", "formula and assumptions"],
                [[r.profile.name, b.model, b.formula] for r in results for b in r.breakdowns]),
@@ -155,11 +209,67 @@ def _common_counts(results: list[ProfileResult]) -> CountsRecord:
 
 
 def _comparison_table(rows: list[dict[str, Any]], paper: dict[str, Any]) -> str:
-    body = [[r["profile"], r["model"], f"{r['per_frame_j'] * 1e3:.4g}",
+    body = [[r.get("variant", "-"), r["profile"], r["model"], f"{r['per_frame_j'] * 1e3:.4g}",
              f"{_mj(r['transt_per_frame_j'])} ({r['transt_profile'] or '-'})",
              _ratio(r["ratio_to_transt"]), f"{paper['ratio_text']} ({paper['ratio']:.4f})"] for r in rows]
-    return _table(["profile", "energy model", "SpikeTrack mJ / frame", "TransT mJ / frame (priced on)",
+    return _table(["variant", "profile", "energy model", "SpikeTrack mJ / frame", "TransT mJ / frame (priced on)",
                    "SpikeTrack ÷ TransT", "paper (LaSOT)"], body)
+
+
+def _paper_table(rows: list[dict[str, Any]], paper: dict[str, Any]) -> str:
+    """The one published figure (1/26) next to our ratio under the paper's convention."""
+    ours = [r for r in rows if r["model"] == "paper" and r["ratio_to_transt"] is not None]
+    body = [["SpikeTrack ÷ TransT energy", f"{paper['ratio_text']} = {paper['ratio']:.4f} "
+             f"({paper['benchmark']}, variant not stated)",
+             f"{_ratio(r['ratio_to_transt'])} ({r.get('variant', '-')}, {r['profile']}, 'paper' model)",
+             r.get("weights", "")] for r in ours]
+    body += [["SpikeTrack energy per frame", "not published", f"{r['per_frame_j'] * 1e6:.4g} µJ ({r['profile']})",
+              r.get("weights", "")] for r in ours]
+    return _table(["figure", "paper", "ours", "our weights"], body) if body else (
+        "<p>No profile with E_MAC/E_AC was given: the paper's convention could not be applied.</p>")
+
+
+def _weights_banner(counts: CountsRecord) -> str:
+    css = " class='warn'" if "procedural" in counts.weights.lower() else ""
+    return f"<p{css}><b>Which weights produced these figures:</b> {_e(weights_statement(counts))}.</p>"
+
+
+def _context_table(context: dict[str, Any]) -> str:
+    """Run inputs and assumptions (absent for reports built from bare records)."""
+    if not context:
+        return ""
+    keys = ("counts_source", "sequence", "frames_tracked", "search_frames", "template_encodings",
+            "frame_rate_fps", "frame_rate_note", "sim_time_s", "chips", "profile_paths", "counts_files",
+            "convention")
+    rows = [[k, _plain(context[k])] for k in keys if context.get(k) is not None]
+    per_frame = context.get("search_per_frame") or {}
+    rate = context.get("search_mean_firing_rate")
+    rows.append(["search path per frame", ", ".join(f"{k} {v:,.0f}" for k, v in per_frame.items())
+                 + ("" if rate is None else f", mean firing rate {rate:.4f}")])
+    if context.get("template_per_encoding"):
+        rate = context.get("template_mean_firing_rate")
+        rows.append(["template encoder per encoding",
+                     ", ".join(f"{k} {v:,.0f}" for k, v in context["template_per_encoding"].items())
+                     + ("" if rate is None else f", mean firing rate {rate:.4f}")])
+    return "<h2>Run</h2>" + _table(["input / assumption", "value"], rows)
+
+
+def _plain(value: Any) -> str:
+    """Dicts and lists as short text for tables."""
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {_plain(v)}" for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return ", ".join(_plain(v) for v in value)
+    return f"{value:.6g}" if isinstance(value, float) else str(value)
+
+
+def _template_section(template: list[ProfileResult] | None) -> str:
+    if not template:
+        return ""
+    rows = [[r["profile"], r["model"], f"{r['per_encoding_j'] * 1e3:.4g}", r["encodings"]]
+            for r in template_rows(template)]
+    return ("<h2>Template encoder (per encoding, not included in the per-frame figures)</h2>"
+            + _table(["profile", "energy model", "mJ / encoding", "encodings in the run"], rows))
 
 
 def _transt_table(transt: dict[str, Any]) -> str:
@@ -214,52 +324,72 @@ def _img(fig: Figure, alt: str) -> str:
             f"src='data:image/png;base64,{base64.b64encode(buf.getvalue()).decode('ascii')}'>")
 
 
-def _layer_axes(n_layers: int, title: str):
-    """A wide single-axes figure for per-layer charts."""
-    fig = Figure(figsize=(min(max(6.0, 0.15 * n_layers), 30.0), 3.5))
-    ax = fig.subplots()
-    ax.set_title(title)
-    return fig, ax
-
-
 def _label_layers(ax, ids: list[str]) -> None:
-    ax.set_xticks(range(len(ids)))
+    """Layer ids as tick labels when few; else index ticks (ids in report.json)."""
     if len(ids) <= MAX_TICK_LABELS:
+        ax.set_xticks(range(len(ids)))
         ax.set_xticklabels(ids, rotation=90, fontsize=6)
     else:
-        ax.set_xticklabels([])
-        ax.set_xlabel(f"{len(ids)} layers in record order (ids in report.json)")
+        ax.set_xlim(-0.5, len(ids) - 0.5)
+        ax.set_xlabel(f"layer index, {len(ids)} layers in record order (ids in report.json)")
+
+
+def _per_layer_chart(title: str, series: dict[str, list[float]], ids: list[str],
+                     linthresh: float | None = None) -> Figure:
+    """Per-layer values of one or more series: grouped bars labelled by layer id when there are few
+    layers; else one panel per series drawn as a filled step outline (fast, readable at 400+ layers).
+    `linthresh`: symlog y axis with this linear threshold (None: linear)."""
+    few = len(ids) <= MAX_TICK_LABELS
+    panels = 1 if few else len(series)
+    fig = Figure(figsize=(min(max(6.0, 0.15 * len(ids)), 16.0), 1.0 + 2.2 * panels), layout="constrained")
+    axes = fig.subplots(panels, 1, sharex=True, squeeze=False)[:, 0]
+    fig.suptitle(title)
+    width = 0.8 / len(series)
+    for k, (name, values) in enumerate(series.items()):
+        ax = axes[0 if few else k]
+        if few:
+            ax.bar([i + k * width for i in range(len(values))], values, width, label=name)
+        else:
+            ax.stairs(values, [i - 0.5 for i in range(len(values) + 1)], fill=True, color=f"C{k}", label=name)
+            ax.legend(fontsize=7, loc="upper right")
+        if linthresh is not None:
+            ax.set_yscale("symlog", linthresh=linthresh)
+    if few and len(series) > 1:
+        axes[0].legend(fontsize=7)
+    _label_layers(axes[-1], ids)
+    return fig
 
 
 def _firing_rate_chart(counts: CountsRecord) -> Figure:
     rated = [(l.layer_id, l.firing_rate(counts.frames)) for l in counts.layers if l.neurons > 0]
-    fig, ax = _layer_axes(len(rated), "mean spike count per neuron per timestep (0..4)")
-    ax.bar(range(len(rated)), [r for _, r in rated])
-    _label_layers(ax, [i for i, _ in rated])
-    return fig
+    return _per_layer_chart("mean spike count per neuron per timestep (0..4), neuron layers",
+                            {"firing rate": [r for _, r in rated]}, [i for i, _ in rated])
 
 
 def _operations_chart(counts: CountsRecord) -> Figure:
-    fig, ax = _layer_axes(len(counts.layers), "operations per layer (all frames)")
-    width = 0.8 / len(OPERATION_FIELDS)
-    for k, name in enumerate(OPERATION_FIELDS):
-        values = [getattr(l, name) for l in counts.layers]
-        ax.bar([i + k * width for i in range(len(values))], values, width, label=name)
-    ax.set_yscale("symlog")
-    ax.legend(fontsize=7)
-    _label_layers(ax, [l.layer_id for l in counts.layers])
-    return fig
+    series = {name: [getattr(l, name) / counts.frames for l in counts.layers] for name in OPERATION_FIELDS}
+    return _per_layer_chart("operations per layer per frame (symlog)", series,
+                            [l.layer_id for l in counts.layers], linthresh=1.0)
 
 
 def _layer_energy_chart(result: ProfileResult) -> Figure:
-    ids = [l.layer_id for l in result.counts.layers]
-    fig, ax = _layer_axes(len(ids), f"energy per layer, J ({result.profile.name})")
-    width = 0.8 / len(result.breakdowns)
-    for k, b in enumerate(result.breakdowns):
-        ax.bar([i + k * width for i in range(len(ids))], [l.total_j for l in b.layers], width, label=b.model)
-    ax.set_yscale("symlog", linthresh=1e-12)
+    series = {b.model: [l.total_j / b.frames for l in b.layers] for b in result.breakdowns}
+    return _per_layer_chart(f"energy per layer per frame, J ({result.profile.name}; symlog)", series,
+                            [l.layer_id for l in result.counts.layers], linthresh=1e-12)
+
+
+def _per_frame_chart(per_frame: list[dict[str, int]]) -> Figure:
+    """Synops, spikes, attention ops and dense MACs of every search step."""
+    fig = Figure(figsize=(7.0, 3.5))
+    ax = fig.subplots()
+    ax.set_title("operations per search frame")
+    frames = range(1, len(per_frame) + 1)
+    for name in ("synops", "attention_ops", "dense_macs", "spikes"):
+        ax.plot(frames, [f[name] for f in per_frame], marker="o", label=name)
+    ax.set_yscale("log")
+    ax.set_xlabel("search frame")
+    ax.xaxis.get_major_locator().set_params(integer=True)
     ax.legend(fontsize=7)
-    _label_layers(ax, ids)
     return fig
 
 
@@ -275,6 +405,9 @@ def _stacked_chart(results: list[ProfileResult]) -> Figure:
         heights = [comps.get(name, 0.0) / frames * 1e3 for _, comps, frames in bars]
         ax.bar(range(len(bars)), heights, bottom=bottoms, label=name, color=colours[k % len(colours)])
         bottoms = [b + h for b, h in zip(bottoms, heights)]
+    for i, total in enumerate(bottoms):
+        ax.annotate(f"{total:.3g}", (i, total), ha="center", va="bottom", fontsize=7)
+    ax.set_ylim(0, max(bottoms, default=0.0) * 1.12 or 1.0)  # room for the totals
     ax.set_xticks(range(len(bars)))
     ax.set_xticklabels([label for label, _, _ in bars], fontsize=7)
     ax.legend(fontsize=7, bbox_to_anchor=(1.02, 1), loc="upper left")

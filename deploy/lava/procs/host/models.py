@@ -22,11 +22,11 @@ class PyHostOpsModel(FusedSegmentModel):
     """float64 ports; integer node outputs are sent as exact float64 values."""
 
     state: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
-    trace: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
     counts: np.ndarray = LavaPyType(np.ndarray, np.int64, precision=64)
     steps: np.ndarray = LavaPyType(np.ndarray, np.int64, precision=64)
 
 
+PyHostOpsModel.trace_out = LavaPyType(PyOutPort.VEC_DENSE, float)
 for _i in range(MAX_PORTS):
     setattr(PyHostOpsModel, f"in_{_i}", LavaPyType(PyInPort.VEC_DENSE, float))
     setattr(PyHostOpsModel, f"out_{_i}", LavaPyType(PyOutPort.VEC_DENSE, float))

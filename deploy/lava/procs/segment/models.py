@@ -21,11 +21,11 @@ class PySegmentModelFixed(FusedSegmentModel):
     """Integer activations on int32 ports (values within 24 bits)."""
 
     state: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
-    trace: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
     counts: np.ndarray = LavaPyType(np.ndarray, np.int64, precision=64)
     steps: np.ndarray = LavaPyType(np.ndarray, np.int64, precision=64)
 
 
+PySegmentModelFixed.trace_out = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
 for _i in range(MAX_PORTS):
     setattr(PySegmentModelFixed, f"in_{_i}", LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24))
     setattr(PySegmentModelFixed, f"out_{_i}", LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24))

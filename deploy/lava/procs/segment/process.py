@@ -13,7 +13,7 @@ class Segment(AbstractProcess):
     """Neuromorphic IR nodes (conv, neuron, add, pooling, attention, memory reads) fused per block.
 
     Ports `in_<i>` / `out_<i>` carry the flattened edges named in `inputs` / `outputs` (int32);
-    Vars `state` (memories), `trace`, `counts`, `steps` as in deploy.lava.fused."""
+    Vars `state` (memories), `counts`, `steps` and the debug port `trace_out` as in deploy.lava.fused."""
 
     def __init__(self, *, nodes: Sequence[Any], inputs: Sequence[tuple[str, tuple]],
                  outputs: Sequence[tuple[str, tuple]], state: Sequence[tuple[str, tuple]] = (),
