@@ -97,7 +97,8 @@ def check_out_dir(out: Path) -> Path:
 
 
 def weights_description(model: nn.Module) -> str:
-    """'procedural weights (…)' when the model holds the spec §17 generator's weights, else 'trained weights'."""
+    """'PROCEDURAL weights (…)' when the model holds the spec §17 generator's weights (a model exported
+    without a checkpoint), else a neutral label."""
     state = model.state_dict()
     bn_prefixes = {k.rpartition(".")[0] for k in state if k.endswith(".running_mean")}
     procedural = all(
@@ -106,7 +107,27 @@ def weights_description(model: nn.Module) -> str:
         for k in PROCEDURAL_PROBES)
     if procedural:
         return "PROCEDURAL weights (untrained, spec §17 generator; outputs are not meaningful boxes)"
-    return "checkpoint weights"
+    return "weights as loaded (not the procedural generator's)"
+
+
+def lift_constants(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy with every tensor-valued `Constant` node turned into an initializer (the version
+    converter only reads reduction axes from initializers)."""
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    keep = []
+    for node in copy.graph.node:
+        value = [a for a in node.attribute if a.name == "value"]
+        if node.op_type == "Constant" and value:
+            tensor = onnx.TensorProto()
+            tensor.CopyFrom(value[0].t)
+            tensor.name = node.output[0]
+            copy.graph.initializer.append(tensor)
+        else:
+            keep.append(node)
+    del copy.graph.node[:]
+    copy.graph.node.extend(keep)
+    return copy
 
 
 def convert_opset(model: onnx.ModelProto, opset: int) -> onnx.ModelProto:
@@ -114,7 +135,7 @@ def convert_opset(model: onnx.ModelProto, opset: int) -> onnx.ModelProto:
     converter leaves on opset-13 nodes (the attribute does not exist there; 0 is its default)."""
     if opset == NATIVE_OPSET:
         return model
-    converted = version_converter.convert_version(model, opset)
+    converted = version_converter.convert_version(lift_constants(model), opset)
     if opset < NATIVE_OPSET:
         for node in converted.graph.node:
             if node.op_type in REDUCE_OPS:
@@ -134,20 +155,24 @@ def example_inputs(model: nn.Module) -> tuple[torch.Tensor, torch.Tensor, list[t
         return templates, torch.zeros(1, 1, 3, s, s), list(model.encode_templates(templates))
 
 
-def traced_proto(module: nn.Module, args: tuple, input_names: list[str], output_names: list[str]) -> onnx.ModelProto:
-    """torch's ONNX exporter (dynamo, opset 18, weights inside the model)."""
+def traced_proto(module: nn.Module, args: tuple, input_names: list[str], output_names: list[str],
+                 optimize: bool) -> onnx.ModelProto:
+    """torch's ONNX exporter (dynamo, opset 18, weights inside the model; `optimize`: onnxscript's
+    constant folding and dead-code removal, which take about as long as the export itself)."""
     with torch.no_grad():
-        program = torch.onnx.export(module, args, dynamo=True, opset_version=NATIVE_OPSET, external_data=False,
-                                    input_names=input_names, output_names=output_names, verbose=False)
+        program = torch.onnx.export(module.eval(), args, dynamo=True, opset_version=NATIVE_OPSET, external_data=False,
+                                    input_names=input_names, output_names=output_names, verbose=False,
+                                    optimize=optimize)
     return program.model_proto
 
 
-def float_protos(model: nn.Module) -> tuple[onnx.ModelProto, onnx.ModelProto]:
+def float_protos(model: nn.Module, optimize: bool) -> tuple[onnx.ModelProto, onnx.ModelProto]:
     """Template-encoder and tracking-step graphs of the BN-folded float model."""
     fused = fuse_for_inference(model).float()
     templates, search, memories = example_inputs(fused)
-    enc = traced_proto(TemplateEncoderGraph(fused), (templates,), ["templates"], list(MEMORY_NAMES))
-    step = traced_proto(TrackStepGraph(fused), (search, *memories), ["search", *MEMORY_NAMES], list(MAP_NAMES))
+    enc = traced_proto(TemplateEncoderGraph(fused), (templates,), ["templates"], list(MEMORY_NAMES), optimize)
+    step = traced_proto(TrackStepGraph(fused), (search, *memories), ["search", *MEMORY_NAMES], list(MAP_NAMES),
+                        optimize)
     return enc, step
 
 
@@ -179,17 +204,18 @@ def stamp(proto: onnx.ModelProto, meta: dict[str, str]) -> onnx.ModelProto:
 
 
 def export_onnx(model: nn.Module, out_dir: str | Path, fixed_point: bool = False, opset: int = NATIVE_OPSET,
-                bundle: IRBundle | None = None) -> OnnxExport:
+                bundle: IRBundle | None = None, optimize: bool = True) -> OnnxExport:
     """Write `template_encoder.onnx`, `track_step.onnx` and `export.json` into `out_dir` (atomically).
 
-    `fixed_point`: export the integer IR (`bundle`, or `quantize_model(model)` when None)."""
+    `fixed_point`: export the integer IR (`bundle`, or `quantize_model(model)` when None);
+    `optimize`: run onnxscript's graph optimizer on the float graphs (same outputs, fewer nodes)."""
     out = check_out_dir(Path(out_dir))
     check_opset(opset)
     weights = weights_description(model)
     if fixed_point:
         enc, step, bundle = fixed_protos(model, bundle)
     else:
-        enc, step = float_protos(model)
+        enc, step = float_protos(model, optimize)
     meta = {"variant": model.cfg.name, "weights": weights, "numerics": "fixed point" if fixed_point else "float32"}
     protos = {TEMPLATE_FILE: convert_opset(enc, opset), STEP_FILE: convert_opset(step, opset)}
     manifest = {"format": "spiketrack-onnx", "version": 1, **meta, "opset": opset,
