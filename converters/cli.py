@@ -30,7 +30,35 @@ def export_lava_command(args: argparse.Namespace) -> int:
     return 0
 
 
-EXPORTERS: dict[str, Callable[[argparse.Namespace], int]] = {"lava": export_lava_command}
+def export_model_command(args: argparse.Namespace, command: Callable) -> int:
+    """Resolve --checkpoint / --variant (no checkpoint: procedural weights, said so) and run an
+    interop exporter `command(model, out) -> summary`."""
+    from converters.onnx_export import check_out_dir
+    from spiketrack.default_model import resolve_model
+
+    check_out_dir(args.out)
+    resolved = resolve_model(args.checkpoint, args.variant)
+    print(f"model: {resolved.model.cfg.name}, weights: {resolved.weights}")
+    print(command(resolved.model, args.out))
+    return 0
+
+
+def export_onnx_cli(args: argparse.Namespace) -> int:
+    """Float ONNX graphs (template encoder + tracking step)."""
+    from converters.onnx_export import export_onnx_command
+
+    return export_model_command(args, export_onnx_command)
+
+
+def export_nir_cli(args: argparse.Namespace) -> int:
+    """NIR graphs of the binary-expanded network (unsupported parts marked as cuts)."""
+    from converters.nir_export import export_nir_command
+
+    return export_model_command(args, export_nir_command)
+
+
+EXPORTERS: dict[str, Callable[[argparse.Namespace], int]] = {"lava": export_lava_command, "onnx": export_onnx_cli,
+                                                             "nir": export_nir_cli}
 
 
 def add_export_arguments(parser: argparse.ArgumentParser) -> None:

@@ -111,7 +111,8 @@ def conv_node(node: Node, in_shape: tuple[int, ...]) -> nir.Conv2d:
     if a["per_step"]:
         weight, bias = weight[0], bias[0]
     scale = 1.0 / SUBSTEPS if node.op == "conv" else 1.0
-    return nir.Conv2d(input_shape=tuple(in_shape[2:]), weight=(dense_weight(weight, a["groups"]) * scale).astype(np.float32),
+    weight = (dense_weight(weight, a["groups"]) * scale).astype(np.float32)
+    return nir.Conv2d(input_shape=tuple(in_shape[2:]), weight=weight,
                       stride=a["stride"], padding=a["padding"], dilation=1, groups=1,
                       bias=bias.astype(np.float32),
                       metadata={"ir_node": node.id, "location": node.location, "groups": a["groups"],

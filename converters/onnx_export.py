@@ -24,10 +24,11 @@ from pathlib import Path
 import onnx
 import torch
 from onnx import version_converter
+from onnxscript.optimizer import fold_constants
 from torch import nn
 
 from converters.ir import IRBundle
-from converters.onnx_fixed import NATIVE_OPSET, fixed_point_model
+from converters.onnx_fixed import NATIVE_OPSET, UnsupportedOp, fixed_point_model
 from spiketrack.errors import UserError
 from spiketrack.models.fuse import fuse_for_inference
 from spiketrack.models.procedural import procedural_value
@@ -110,23 +111,12 @@ def weights_description(model: nn.Module) -> str:
     return "weights as loaded (not the procedural generator's)"
 
 
-def lift_constants(model: onnx.ModelProto) -> onnx.ModelProto:
-    """A copy with every tensor-valued `Constant` node turned into an initializer (the version
-    converter only reads reduction axes from initializers)."""
+def folded(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy with constant subgraphs folded (the version converter needs reduction axes as
+    initializers; onnxscript's constant folding, without the rest of its optimizer)."""
     copy = onnx.ModelProto()
     copy.CopyFrom(model)
-    keep = []
-    for node in copy.graph.node:
-        value = [a for a in node.attribute if a.name == "value"]
-        if node.op_type == "Constant" and value:
-            tensor = onnx.TensorProto()
-            tensor.CopyFrom(value[0].t)
-            tensor.name = node.output[0]
-            copy.graph.initializer.append(tensor)
-        else:
-            keep.append(node)
-    del copy.graph.node[:]
-    copy.graph.node.extend(keep)
+    fold_constants(copy)
     return copy
 
 
@@ -135,7 +125,7 @@ def convert_opset(model: onnx.ModelProto, opset: int) -> onnx.ModelProto:
     converter leaves on opset-13 nodes (the attribute does not exist there; 0 is its default)."""
     if opset == NATIVE_OPSET:
         return model
-    converted = version_converter.convert_version(lift_constants(model), opset)
+    converted = version_converter.convert_version(folded(model), opset)
     if opset < NATIVE_OPSET:
         for node in converted.graph.node:
             if node.op_type in REDUCE_OPS:
@@ -184,7 +174,10 @@ def fixed_protos(model: nn.Module, bundle: IRBundle | None) -> tuple[onnx.ModelP
         bundle = quantize_model(model).bundle
     if bundle.variant != model.cfg.name:
         raise UserError(f"IR bundle is for variant {bundle.variant!r}, the model is {model.cfg.name!r}")
-    return fixed_point_model(bundle.template), fixed_point_model(bundle.search), bundle
+    try:
+        return fixed_point_model(bundle.template), fixed_point_model(bundle.search), bundle
+    except UnsupportedOp as exc:
+        raise UserError(f"fixed-point ONNX export: {exc}") from None
 
 
 def tensor_info(values: list[onnx.ValueInfoProto]) -> dict[str, dict]:

@@ -5,6 +5,9 @@ Import this module before anything imports Lava. `install()` runs on import and 
 * `ByteEncoder` in `lava.magma.compiler.var_model` is a plain (unhashable) dataclass used as a
   field default, which Python 3.11 rejects; the module is loaded from its own source with the
   decorator replaced by `@dataclass(unsafe_hash=True)` (no site-packages edit).
+* Lava's runtime calls `multiprocessing.set_start_method('fork')` at import, which raises when
+  anything (a tqdm bar's lock, a Queue) already fixed the default context; if that context is
+  'fork' anyway, it is cleared so Lava's call succeeds with the same result.
 * `lava.lib.dl.slayer` eagerly imports its YOLO helpers, which need torchvision; when torchvision
   does not import, an empty stub module takes the helpers' place (only `slayer.obd` is lost).
 
@@ -61,10 +64,24 @@ def stub_object_detection() -> bool:
     return False
 
 
+def allow_fork_start_method() -> bool:
+    """Let Lava's import-time `set_start_method('fork')` pass when the default context is already fork."""
+    import multiprocessing
+    from multiprocessing import context
+
+    if "lava.magma.runtime.message_infrastructure.multiprocessing" in sys.modules:
+        return False
+    if multiprocessing.get_start_method(allow_none=True) == "fork":
+        context._default_context._actual_context = None  # Lava sets exactly this again
+        return True
+    return False
+
+
 def install() -> None:
-    """Apply both shims (safe to call any number of times)."""
+    """Apply the shims (safe to call any number of times)."""
     patch_var_model()
     stub_object_detection()
+    allow_fork_start_method()
 
 
 def worker_tracebacks(proc: Any) -> list[str]:

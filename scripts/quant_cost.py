@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     result = quantize_model(model, calibration)
     print(f"model {model.cfg.name}: {resolved.weights}")
     print(f"quantized on {len(calibration)} packaged-image crops in {time.perf_counter() - start:.1f} s; "
-          f"{len(result.report.clipped_layers())} layers clip weights/biases")
+          f"{len(result.report.clipped_layers())} layers clip weights/biases", flush=True)
     seqs = [truncated(load_sequence(f), args.frames) for f in sequence_folders(args.sequences)]
 
     print(f"\n{'sequence':<12} {'frames':>6} {'IoU(float,fixed)':>17} {'AUC float':>10} {'AUC fixed':>10} "
@@ -143,11 +143,11 @@ def main(argv: list[str] | None = None) -> int:
         c = sequence_cost(model, result.bundle, seq)
         costs.append(c)
         print(f"{c.name:<12} {c.frames:>6} {c.mean_iou:>17.3f} {c.auc_float:>10.3f} {c.auc_fixed:>10.3f} "
-              f"{c.auc_fixed - c.auc_float:>+8.3f} {c.seconds_fixed / max(c.frames - 1, 1):>13.3f}")
+              f"{c.auc_fixed - c.auc_float:>+8.4f} {c.seconds_fixed / max(c.frames - 1, 1):>13.3f}", flush=True)
     frames = sum(c.frames for c in costs)
     mean = lambda key: float(np.mean([getattr(c, key) for c in costs]))  # noqa: E731
     print(f"{'mean':<12} {frames:>6} {mean('mean_iou'):>17.3f} {mean('auc_float'):>10.3f} "
-          f"{mean('auc_fixed'):>10.3f} {mean('auc_fixed') - mean('auc_float'):>+8.3f}")
+          f"{mean('auc_fixed'):>10.3f} {mean('auc_fixed') - mean('auc_float'):>+8.4f}")
 
     rows = spike_table(model, result.bundle, seqs[0], args.spike_frames)
     print(f"\nsearch-graph spikes on {args.spike_frames} frames of {seqs[0].name}: float (record_spikes on the "

@@ -2,4 +2,6 @@
 
 Importing this package applies the Python 3.11 shims (`deploy.lava_compat`) before any Lava import.
 """
-import deploy.lava_compat  # noqa: F401
+from deploy.lava_compat import install
+
+install()  # the 3.11 shims, right before the first Lava import (idempotent)

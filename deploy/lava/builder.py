@@ -24,7 +24,9 @@ from typing import Any
 
 import numpy as np
 
-import deploy.lava_compat  # noqa: F401  (before any Lava import)
+from deploy.lava_compat import install
+
+install()  # the 3.11 shims, right before the first Lava import (idempotent)
 from deploy.lava_compat import run_or_raise
 from deploy.partition import SegmentSpec, partition
 from lava.magma.core.process.process import AbstractProcess

@@ -20,7 +20,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-import deploy.lava_compat  # noqa: F401  (before any Lava import)
+from deploy.lava_compat import install
+
+install()  # the 3.11 shims, right before the first Lava import (idempotent)
 from lava.magma.core.model.py.model import PyLoihiProcessModel
 from lava.magma.core.process.ports.ports import InPort, OutPort
 from lava.magma.core.process.process import AbstractProcess

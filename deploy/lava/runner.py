@@ -11,7 +11,9 @@ from typing import Any
 
 import numpy as np
 
-import deploy.lava_compat  # noqa: F401  (before any Lava import)
+from deploy.lava_compat import install
+
+install()  # the 3.11 shims, right before the first Lava import (idempotent)
 from deploy.backend import memory_names
 from deploy.lava.builder import LavaGraph, build_graph
 
