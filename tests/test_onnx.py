@@ -1,5 +1,5 @@
-"""ONNX export: float graphs against PyTorch on real crops (layer by layer), fixed-point graphs bit
-exact against the integer reference, opsets, output folder, metadata."""
+"""ONNX export of the float model: graphs against PyTorch on real crops (layer by layer), opsets,
+output folder, metadata (fixed point: test_onnx_fixed.py)."""
 from __future__ import annotations
 
 import json
@@ -13,12 +13,9 @@ import pytest
 import torch
 
 from converters import onnx_export
-from converters.fixed_point import run_fixed
 from converters.onnx_export import (MANIFEST_FILE, MAP_NAMES, MEMORY_NAMES, OnnxExport, check_opset,
                                     convert_opset, export_onnx, export_onnx_command, spike_outputs,
                                     weights_description, with_outputs)
-from converters.onnx_fixed import fixed_point_model
-from converters.quantize import default_calibration_frames, quantize_model
 from spiketrack.data.datasets import load_sequence
 from spiketrack.data.images import read_image
 from spiketrack.errors import UserError
@@ -160,30 +157,6 @@ def test_float_graph_converts_to_opset_17(float_export):
     for name in (*MEMORY_NAMES, *MAP_NAMES):
         got, want = (memories | maps)[name], (memories18 | maps18)[name]
         assert np.array_equal(got, want), name
-
-
-def test_fixed_point_graphs_bit_exact(tmp_path):
-    """Fixed point (opset 17): memories and maps identical to `converters.fixed_point` on real crops,
-    and (probes) every integer node of the search graph."""
-    model = load_procedural_weights(build_model("tiny"))
-    bundle = quantize_model(model, default_calibration_frames(limit=1)).bundle
-    result = export_onnx(model, tmp_path / "fixed", fixed_point=True, opset=17, bundle=bundle)
-    assert result.fixed_point and json.loads((result.folder / MANIFEST_FILE).read_text())["output_frac_bits"]
-    template, search = crops(128)
-    ref_t = run_fixed(bundle.template, {"templates": template[:, 0]})
-    memories = run(session(result.template_encoder), {"templates": template.numpy()})
-    for name, nid in bundle.template.outputs.items():
-        assert memories[name].dtype == np.int64
-        assert np.array_equal(memories[name][:, 0], ref_t.values[nid].numpy()), name
-    ref_s = run_fixed(bundle.search, {"search": search[:, 0], **{k: ref_t.values[v] for k, v in
-                                                                bundle.template.outputs.items()}})
-    maps = run(session(result.track_step), {"search": search.numpy(), **memories})
-    for name in MAP_NAMES:
-        assert np.array_equal(maps[name], ref_s.outputs[name].to(torch.float32).numpy()), name
-    probes = run(session(fixed_point_model(bundle.search, probes=True)), {"search": search.numpy(), **memories})
-    differ = [n.id for n in bundle.search.nodes if n.op != "input"
-              and not np.array_equal(probes[n.id], ref_s.values[n.id].numpy())]
-    assert differ == []
 
 
 def test_bad_opset_and_output_path(tmp_path):
