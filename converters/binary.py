@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from converters.fixed_point import int_op, quantize_input, rshift, sat
 from converters.graph import float_op, merge_heads, split_heads
 from converters.ir import SPIKE_FRAC_BITS, DECAY_BITS, NetworkIR, Node
-from deploy.counts import fan_out, layer_kind, weight_bytes
+from spiketrack.profiler.counting import fan_out, layer_kind, param_bytes
 from deploy.kernels import window_input_sums
 from spiketrack.profiler.counts import CountsRecord, LayerCounts
 
@@ -303,7 +303,7 @@ def binary_layer_counts(node: Node, run: BinaryRun, index: dict[str, Node]) -> L
         cost = layer_cost(node, run)
         fields = {"attention_ops": cost.binary_synops if cost else 0}
     return LayerCounts(node.id, layer_kind(node, index), node.location, spike_in, steps,
-                       weight_bytes=weight_bytes(node), fan_out=fan_out(node), **fields)
+                       weight_bytes=param_bytes(node), fan_out=fan_out(node), **fields)
 
 
 def binary_counts_record(graph: NetworkIR, run: BinaryRun, weights: str, checkpoint: str = "") -> CountsRecord:

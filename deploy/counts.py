@@ -16,46 +16,8 @@ import numpy as np
 
 from deploy.graph_eval import STAT_FIELDS
 from deploy.partition import is_state_input
+from spiketrack.profiler.counting import fan_out, layer_kind, param_bytes
 from spiketrack.profiler.counts import CountsRecord, LayerCounts
-
-WEIGHT_BYTES = 1  # 8-bit mantissas
-BIAS_BYTES = 4  # 24-bit integers stored in 32-bit words
-
-
-def layer_kind(node: Any, index: dict[str, Any]) -> str:
-    """The counts kind of an IR node (see the module docstring)."""
-    if node.op == "neuron":
-        return "neuron"
-    if node.op in ("conv", "conv_dense"):
-        if node.attrs.get("groups", 1) > 1:
-            return "dwconv"
-        return "linear" if list(node.attrs["kernel"]) == [1, 1] and node.op == "conv" else "conv"
-    if node.op == "memory":
-        return "attention"
-    if node.op == "retrieve":
-        return "memory_read" if is_state_input(index[node.inputs[1]]) else "attention"
-    return "host"
-
-
-def weight_bytes(node: Any) -> int:
-    """Bytes of parameters the node stores (weights 8 bit, biases and tables 32 bit)."""
-    if node.op in ("conv", "conv_dense"):
-        return int(node.params["weight"].size) * WEIGHT_BYTES + int(node.params["bias"].size) * BIAS_BYTES
-    if node.op == "add_pos":
-        return int(node.params["table"].size) * BIAS_BYTES
-    if node.op == "gate":
-        return 8 * sum(int(np.asarray(v).size) for v in node.params.values())
-    return 0
-
-
-def fan_out(node: Any) -> int:
-    """Nominal synaptic fan-out of one input of a conv: (Cout / groups) * ceil(k / stride)^2."""
-    if node.op not in ("conv", "conv_dense"):
-        return 0
-    kh, kw = node.attrs["kernel"]
-    s = node.attrs["stride"]
-    return node.shape[1] // node.attrs["groups"] * math.ceil(kh / s) * math.ceil(kw / s)
-
 
 def layer_counts(node: Any, stats: np.ndarray, index: dict[str, Any]) -> LayerCounts:
     """One LayerCounts from a node and its summed stats row."""
@@ -66,7 +28,7 @@ def layer_counts(node: Any, stats: np.ndarray, index: dict[str, Any]) -> LayerCo
                        neurons=neurons, spikes=s["spikes"], synops=s["synops"],
                        neuron_updates=s["neuron_updates"], dense_macs=s["dense_macs"],
                        attention_ops=s["attention_ops"], host_ops=s["host_ops"],
-                       weight_bytes=weight_bytes(node), fan_out=fan_out(node))
+                       weight_bytes=param_bytes(node), fan_out=fan_out(node))
 
 
 def counts_record(graph: Any, stats: dict[str, np.ndarray], frames: int, meta: dict[str, Any]) -> CountsRecord:
