@@ -124,7 +124,6 @@ class TrainConfig:
     seed: int = 0
     init_checkpoint: Path | None = None  # weights loaded strict=False (MODEL.PRE_TRAINED, defect 2)
     calibrate_samples: int = 16  # from random init only: pairs used to set frozen-BN statistics; 0 = off
-    recalibrate_bn: bool = False  # re-set frozen-BN statistics on `calibrate_samples` pairs every epoch
     device: str = "auto"  # auto | cpu | cuda
     threads: int = 0  # torch intra-op threads per process; 0 keeps PyTorch's default
     augment: AugmentConfig = field(default_factory=AugmentConfig)

@@ -286,15 +286,10 @@ def _initial_model(config: TrainConfig, ckpt: Checkpoint | None, dataset: PairDa
         kept = load_init_weights(model, config.init_checkpoint)
         log.info("init weights from %s (%d keys keep their initialisation)", config.init_checkpoint, len(kept))
     elif config.calibrate_samples > 0:
-        calibrate_on_dataset(model, dataset, config.calibrate_samples, device)
+        templates, search, _ = (torch.stack(p) for p in zip(*(dataset[i] for i in range(config.calibrate_samples))))
+        count = calibrate_frozen_bn(model, templates.transpose(0, 1).to(device), search[None].to(device))
+        log.info("calibrated %d frozen BN layers on %d pairs", count, config.calibrate_samples)
     return model
-
-
-def calibrate_on_dataset(model: nn.Module, dataset: PairDataset, samples: int, device: torch.device) -> None:
-    """Frozen-BN statistics from the first `samples` pairs of the dataset's current epoch."""
-    templates, search, _ = (torch.stack(p) for p in zip(*(dataset[i] for i in range(samples))))
-    count = calibrate_frozen_bn(model, templates.transpose(0, 1).to(device), search[None].to(device))
-    log.info("calibrated %d frozen BN layers on %d pairs", count, samples)
 
 
 def _restore(ckpt: Checkpoint, optimizer: torch.optim.Optimizer,
@@ -365,8 +360,6 @@ def _fit(config: TrainConfig, resume: Path | None, runtime: Runtime) -> TrainRes
         dataset.set_epoch(epoch)
         if sampler is not None:
             sampler.set_epoch(epoch)
-        if config.recalibrate_bn and epoch > 0 and config.calibrate_samples > 0:
-            calibrate_on_dataset(model, dataset, config.calibrate_samples, runtime.device)
         step = _train_epoch(net, optimizer, loader, config, epoch, step, log_path, started)
         scheduler.step()
         if runtime.is_main:
