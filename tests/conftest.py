@@ -1,6 +1,7 @@
 """Shared test fixtures: paths to ../shared, thread limits."""
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import pytest
@@ -18,3 +19,14 @@ torch.set_num_threads(2)
 def sequences_dir() -> Path:
     assert SEQUENCES.is_dir(), f"{SEQUENCES} missing: tests need ../shared beside the repo"
     return SEQUENCES
+
+
+@contextlib.contextmanager
+def one_torch_thread():
+    """The torch reference with one thread: two threads spin-wait badly on a shared 2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)

@@ -7,7 +7,6 @@ equal to the numpy conv process. stop() is never called after a failed run (LAVA
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import shutil
 from pathlib import Path
@@ -31,18 +30,9 @@ from spiketrack.profiler.counts import from_json
 from spiketrack.tracker.runner import run_tracker_on_sequence
 from spiketrack.tracker.spiketrack_tracker import SpikeTrackTracker, TrackerParams
 
+from conftest import one_torch_thread
+
 FRAMES = 3  # template encoding + two search frames
-
-
-@contextlib.contextmanager
-def one_torch_thread():
-    """The torch reference with one thread: two threads spin-wait badly on a shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

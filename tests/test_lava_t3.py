@@ -6,8 +6,6 @@ processes (neuro, host, neuro) without a cycle.
 """
 from __future__ import annotations
 
-import contextlib
-
 import numpy as np
 import pytest
 import torch
@@ -22,16 +20,7 @@ from spiketrack.models.config import ModelConfig
 from spiketrack.models.procedural import load_procedural_weights
 from spiketrack.models.spiketrack import SpikeTrack
 
-
-@contextlib.contextmanager
-def one_torch_thread():
-    """The torch reference with one thread: two threads spin-wait badly on a shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
+from conftest import one_torch_thread
 
 
 @pytest.fixture(scope="module")
