@@ -30,3 +30,13 @@ def one_torch_thread():
         yield
     finally:
         torch.set_num_threads(threads)
+
+
+def fails_in_one_line(run, capsys, argv: list[str], *expected: str) -> str:
+    """`run(argv)` exits 2 with a one-line stderr message containing every `expected` text."""
+    assert run(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0, err
+    for text in expected:
+        assert text in err, err
+    return err

@@ -10,6 +10,8 @@ from spiketrack.checkpoint import save_checkpoint
 from spiketrack.cli import main
 from spiketrack.models import build_model
 
+from conftest import fails_in_one_line
+
 
 def _small_sequence(src, dst, frames=6):
     (dst / "img").mkdir(parents=True)
@@ -24,14 +26,6 @@ def _small_sequence(src, dst, frames=6):
 def seq(tmp_path, sequences_dir):
     return _small_sequence(sequences_dir / "Crossing", tmp_path / "Crossing")
 
-
-def _fails(capsys, argv, *expected):
-    assert main(argv) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0, err
-    for text in expected:
-        assert text in err, err
-    return err
 
 
 def test_track_crossing_writes_one_line_per_frame(tmp_path, sequences_dir, capsys):
@@ -58,7 +52,7 @@ def test_eval_command(tmp_path, sequences_dir, seq, capsys):
 def test_missing_image_folder(tmp_path, seq, capsys):
     shutil.rmtree(seq / "img")
     out = tmp_path / "o.txt"
-    _fails(capsys, ["track", "--sequence", str(seq), "--out", str(out)], str(seq))
+    fails_in_one_line(main, capsys, ["track", "--sequence", str(seq), "--out", str(out)], str(seq))
     assert not out.exists()
 
 
@@ -66,14 +60,14 @@ def test_zero_size_image_leaves_no_output(tmp_path, seq, capsys):
     frame = sorted((seq / "img").iterdir())[3]
     frame.write_bytes(b"")
     out = tmp_path / "o.txt"
-    _fails(capsys, ["track", "--sequence", str(seq), "--out", str(out), "--no-progress"], str(frame), "empty")
+    fails_in_one_line(main, capsys, ["track", "--sequence", str(seq), "--out", str(out), "--no-progress"], str(frame), "empty")
     assert not out.exists() and not list(tmp_path.glob(".o.txt*"))
 
 
 def test_wrong_column_count(tmp_path, seq, capsys):
     gt = seq / "groundtruth_rect.txt"
     gt.write_text(gt.read_text().replace("\t50\n", "\n", 1))
-    _fails(capsys, ["track", "--sequence", str(seq), "--out", str(tmp_path / "o.txt")], str(gt))
+    fails_in_one_line(main, capsys, ["track", "--sequence", str(seq), "--out", str(tmp_path / "o.txt")], str(gt))
 
 
 @pytest.mark.parametrize("box, why", [("205\t151\t0\t50", "zero area"), ("5000\t151\t17\t50", "outside")])
@@ -82,20 +76,20 @@ def test_bad_initial_box(tmp_path, seq, capsys, box, why):
     lines = gt.read_text().splitlines()
     gt.write_text("\n".join([box] + lines[1:]) + "\n")
     out = tmp_path / "o.txt"
-    _fails(capsys, ["track", "--sequence", str(seq), "--out", str(out), "--no-progress"], why)
+    fails_in_one_line(main, capsys, ["track", "--sequence", str(seq), "--out", str(out), "--no-progress"], why)
     assert not out.exists()
 
 
 def test_checkpoint_of_another_variant(tmp_path, seq, capsys):
     ckpt = save_checkpoint(tmp_path / "tiny.pt", build_model("tiny"))
-    _fails(capsys, ["track", "--sequence", str(seq), "--out", str(tmp_path / "o.txt"), "--checkpoint", str(ckpt),
+    fails_in_one_line(main, capsys, ["track", "--sequence", str(seq), "--out", str(tmp_path / "o.txt"), "--checkpoint", str(ckpt),
                     "--variant", "s256_t1"], str(ckpt), "tiny")
 
 
 def test_truncated_checkpoint(tmp_path, seq, capsys):
     ckpt = save_checkpoint(tmp_path / "tiny.pt", build_model("tiny"))
     ckpt.write_bytes(ckpt.read_bytes()[:1000])
-    _fails(capsys, ["track", "--sequence", str(seq), "--out", str(tmp_path / "o.txt"), "--checkpoint", str(ckpt)],
+    fails_in_one_line(main, capsys, ["track", "--sequence", str(seq), "--out", str(tmp_path / "o.txt"), "--checkpoint", str(ckpt)],
            str(ckpt))
 
 
@@ -104,7 +98,7 @@ def test_official_checkpoint_must_be_imported_first(tmp_path, seq, capsys):
 
     raw = tmp_path / "official.pth.tar"
     torch.save({"net": build_model("tiny").state_dict()}, raw)
-    _fails(capsys, ["track", "--sequence", str(seq), "--out", str(tmp_path / "o.txt"), "--checkpoint", str(raw)],
+    fails_in_one_line(main, capsys, ["track", "--sequence", str(seq), "--out", str(tmp_path / "o.txt"), "--checkpoint", str(raw)],
            "import-official")
 
 
@@ -114,4 +108,4 @@ def test_info_lists_parameters(capsys):
 
 
 def test_unknown_variant(capsys):
-    _fails(capsys, ["info", "--variant", "huge"], "unknown variant")
+    fails_in_one_line(main, capsys, ["info", "--variant", "huge"], "unknown variant")

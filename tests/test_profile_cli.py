@@ -13,6 +13,8 @@ import yaml
 from spiketrack.cli import main as cli_main
 from spiketrack.profiler.counts import from_json
 
+from conftest import fails_in_one_line
+
 REPO = Path(__file__).resolve().parents[1]
 CMOS, LOIHI = REPO / "hw_profiles" / "cmos45nm.yaml", REPO / "hw_profiles" / "loihi.yaml"
 FRAMES = 3
@@ -86,27 +88,19 @@ def test_from_simulation_counts(profiled, tmp_path, capsys):
 
 
 
-def _fails(capsys, argv, *expected) -> str:
-    assert main(argv) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0, err
-    for text in expected:
-        assert text in err, err
-    return err
-
 
 def test_profile_with_negative_figure(tmp_path, crossing, capsys):
     data = yaml.safe_load(CMOS.read_text())
     data["energy"]["e_ac"]["value"] = -0.9
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump(data))
-    _fails(capsys, ["--sequence", str(crossing), "--profile", str(CMOS), "--profile", str(bad),
+    fails_in_one_line(main, capsys, ["--sequence", str(crossing), "--profile", str(CMOS), "--profile", str(bad),
                     "--out", str(tmp_path / "o")], str(bad), "energy.e_ac", "negative")
     assert not (tmp_path / "o").exists()
 
 
 def test_sequence_shorter_than_frames(tmp_path, crossing, capsys):
-    _fails(capsys, ["--sequence", str(crossing), "--frames", "500", "--profile", str(CMOS),
+    fails_in_one_line(main, capsys, ["--sequence", str(crossing), "--frames", "500", "--profile", str(CMOS),
                     "--out", str(tmp_path / "o")], str(crossing), "120 frames", "--frames 500")
     assert not (tmp_path / "o").exists()
 
@@ -116,7 +110,7 @@ def test_counts_of_another_variant(profiled, tmp_path, capsys):
     data["variant"] = "s256_t1"
     counts = tmp_path / "counts.json"
     counts.write_text(json.dumps(data))
-    _fails(capsys, ["--variant", "tiny", "--from-simulation", str(counts), "--profile", str(CMOS),
+    fails_in_one_line(main, capsys, ["--variant", "tiny", "--from-simulation", str(counts), "--profile", str(CMOS),
                     "--out", str(tmp_path / "o")], str(counts), "'s256_t1'", "'tiny'")
     assert not (tmp_path / "o").exists()
 
@@ -126,9 +120,9 @@ def test_template_counts_of_another_variant(profiled, tmp_path, capsys):
         data = json.loads((profiled[0] / name).read_text())
         data["variant"] = "tiny" if name == "counts.json" else "b256_t3"
         (tmp_path / name).write_text(json.dumps(data))
-    _fails(capsys, ["--variant", "tiny", "--from-simulation", str(tmp_path / "counts.json"), "--profile", str(CMOS),
+    fails_in_one_line(main, capsys, ["--variant", "tiny", "--from-simulation", str(tmp_path / "counts.json"), "--profile", str(CMOS),
                     "--out", str(tmp_path / "o")], str(tmp_path / "counts_template.json"), "'b256_t3'")
 
 
 def test_no_sequence_and_no_counts(tmp_path, capsys):
-    _fails(capsys, ["--profile", str(CMOS), "--out", str(tmp_path / "o")], "--sequence is needed")
+    fails_in_one_line(main, capsys, ["--profile", str(CMOS), "--out", str(tmp_path / "o")], "--sequence is needed")
