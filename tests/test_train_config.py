@@ -84,6 +84,8 @@ def test_config_to_dict_round_trips(tmp_path):
     ("synthetic.object_size", [0.5], "synthetic.object_size: expected a list of 2 values"),
     ("loss.box_loss_at", "argmax", "loss.box_loss_at: must be one of gt_center, pred_peak"),
     ("log.format", "json", "log.format: only 'csv' is supported"),
+    ("log.val_pairs", -1, "log.val_pairs: must be >= 0"),
+    ("backbone_bn", "thawed", "backbone_bn: must be one of frozen, train"),
     ("log.progress", "yes", "log.progress: expected true or false"),
     ("init_checkpoint", "/nonexistent/t1.pt", "init_checkpoint: no such file"),
     ("optim", 3, "optim: expected a mapping"),

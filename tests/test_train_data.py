@@ -14,7 +14,7 @@ from spiketrack.errors import UserError
 from spiketrack.train.config import AugmentConfig, JitterConfig, SyntheticConfig
 from spiketrack.tracker.preprocessing import IMAGENET_MEAN, IMAGENET_STD
 from spiketrack.train.data import (PairDataset, RawPair, SequencePairs, SyntheticPairs, bundled_images,
-                                   load_sequences, order_frame_ids, process_pair)
+                                   load_sequences, object_mask, order_frame_ids, paste, process_pair)
 
 S = 64
 
@@ -51,6 +51,33 @@ def test_synthetic_pairs_are_deterministic_and_valid(images):
             cx, cy = box[:2] + box[2:] / 2
             assert np.isfinite(box).all() and (box[2:] > 0).all()
             assert -1e-6 <= cx <= w + 1e-6 and -1e-6 <= cy <= h + 1e-6
+
+
+def test_pasted_objects_sit_in_their_boxes_and_move_apart_from_the_background():
+    black, white = np.zeros((200, 300, 3), np.uint8), np.full((200, 300, 3), 255, np.uint8)
+    source = SyntheticPairs([black, white], 1, SyntheticConfig(paste_prob=1.0, occlusion_prob=0.0, blur_prob=0.0,
+                                                               color_jitter=0.0, max_rotation=0.0))
+    contrasted = 0
+    for seed in range(20):
+        raw = source.sample(np.random.default_rng(seed))
+        centres = [frame[int(b[1] + b[3] / 2), int(b[0] + b[2] / 2)] for frame, b in zip(raw.frames, raw.boxes)]
+        assert (centres[0] == centres[1]).all()  # the box follows the patch
+        assert not np.allclose(raw.boxes[0], raw.boxes[1])
+        x, y = int(raw.boxes[1][0] + raw.boxes[1][2] / 2), int(raw.boxes[1][1] + raw.boxes[1][3] / 2)
+        if (centres[1] == 255).all() and (raw.frames[1][y, :] == 0).any():
+            contrasted += 1  # a white patch on the black scene
+    assert contrasted > 0
+
+
+def test_paste_blends_the_patch_into_the_box_only():
+    frame = np.zeros((20, 30, 3), np.uint8)
+    patch = np.full((4, 6, 3), 200, np.uint8)
+    out = paste(frame, patch, np.ones((4, 6, 1), np.float32), np.array([10.0, 5.0, 6.0, 4.0]))
+    assert (out[5:9, 10:16] == 200).all() and out.sum() == 200 * 3 * 24 and frame.sum() == 0
+    edge = paste(frame, patch, np.ones((4, 6, 1), np.float32), np.array([27.0, 18.0, 6.0, 4.0]))  # cut off
+    assert (edge[18:20, 27:30] == 200).all() and edge.sum() == 200 * 3 * 6
+    ellipse = object_mask(9, 7, np.random.default_rng(1))
+    assert ellipse.shape == (7, 9, 1) and 0.0 <= ellipse.min() and ellipse.max() <= 1.0
 
 
 def test_dataset_samples_depend_only_on_seed_epoch_index(images):

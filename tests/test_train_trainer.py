@@ -12,12 +12,13 @@ import torch
 from spiketrack.checkpoint import load_checkpoint, save_checkpoint
 from spiketrack.errors import UserError
 from spiketrack.models import build_model
-from spiketrack.models.norm import FrozenBatchNorm
+from spiketrack.models.norm import BatchNormAnyRank, FrozenBatchNorm, freeze_thawed_bn, thaw_frozen_bn
 from spiketrack.train.config import (DataConfig, LogConfig, LossConfig, OptimConfig, SourceConfig,
                                      TrainConfig)
 from spiketrack.train.data import build_dataset
-from spiketrack.train.trainer import (LOG_FIELDS, build_optimizer, calibrate_frozen_bn, fit, freeze_unused, high_lr,
-                                      load_init_weights, train_step)
+from spiketrack.train.trainer import (LOG_FIELDS, VAL_FIELDS, build_optimizer, calibrate_frozen_bn, fit,
+                                      freeze_unused, high_lr, load_init_weights, localisation_scores, train_step,
+                                      validation_pairs)
 
 SPEC_UNUSED = Path(__file__).resolve().parents[2] / "shared" / "spec" / "keys" / "unused_params_autograd.json"
 
@@ -30,13 +31,13 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-def tiny_config(out: Path, epochs: int, **optim) -> TrainConfig:
+def tiny_config(out: Path, epochs: int, backbone_bn: str = "frozen", val_pairs: int = 0, **optim) -> TrainConfig:
     """2 steps of 2 synthetic pairs per epoch; LR drops after the first epoch."""
     return TrainConfig(
-        variant="tiny", output_dir=out, device="cpu", threads=1,
+        variant="tiny", output_dir=out, device="cpu", threads=1, backbone_bn=backbone_bn,
         data=DataConfig(sources=(SourceConfig("synthetic"),), samples_per_epoch=4), calibrate_samples=2,
         optim=OptimConfig(epochs=epochs, lr_drop_epoch=1, batch_size=2, **{"lr": 1e-3, **optim}),
-        log=LogConfig(every=1, progress=False))
+        log=LogConfig(every=1, progress=False, val_pairs=val_pairs))
 
 
 def test_parameter_groups_follow_the_official_names():
@@ -149,3 +150,59 @@ def test_cli_trains_from_a_yaml_and_rejects_a_missing_resume_file(tmp_path, caps
     assert capsys.readouterr().out.strip() == str(tmp_path / "run" / "final.pt")
     with pytest.raises(UserError, match="no such checkpoint"):
         run_train_command(parser.parse_args(["--config", str(path), "--resume", str(tmp_path / "nope.pt")]))
+
+
+def test_thawed_backbone_bn_computes_the_same_function_and_freezes_back():
+    torch.manual_seed(0)
+    model = build_model("tiny").eval()
+    for bn in (m for m in model.modules() if isinstance(m, FrozenBatchNorm)):
+        bn.running_mean.uniform_(-0.5, 0.5), bn.running_var.uniform_(0.5, 2.0), bn.weight.uniform_(0.5, 1.5)
+    keys = list(model.state_dict())
+    z, x = torch.randn(1, 1, 3, 128, 128), torch.randn(1, 1, 3, 128, 128)
+    with torch.no_grad():
+        before = model(z, x)["score_map"]
+        count = thaw_frozen_bn(model)
+        assert count == 97 and not any(isinstance(m, FrozenBatchNorm) for m in model.modules())
+        thawed = model(z, x)["score_map"]  # eval mode: running statistics, same function
+        assert freeze_thawed_bn(model) == count and not any(isinstance(m, BatchNormAnyRank) for m in model.modules())
+        after = model(z, x)["score_map"]
+    assert torch.allclose(before, thawed, atol=1e-6) and torch.equal(before, after)
+    assert list(model.state_dict()) == keys
+
+
+def test_training_backbone_bn_updates_statistics_and_saves_official_keys(tmp_path):
+    result = fit(tiny_config(tmp_path / "run", epochs=1, backbone_bn="train", val_pairs=4))
+    fresh = build_model("tiny")
+    saved = load_checkpoint(result.checkpoint).state_dict
+    assert list(saved) == list(fresh.state_dict())  # frozen again: no num_batches_tracked for backbone BN
+    name = "encoder.downsample1_1.encode_bn"
+    assert not torch.equal(saved[f"{name}.running_mean"], fresh.state_dict()[f"{name}.running_mean"])
+    assert not torch.equal(saved[f"{name}.weight"], fresh.state_dict()[f"{name}.weight"])  # affine trained
+    rows = read_log(tmp_path / "run" / "val_log.csv")
+    assert [r["step"] for r in rows] == ["2"] and list(rows[0]) == list(VAL_FIELDS)
+    assert all(0.0 <= float(rows[0][k]) <= 1.0 for k in VAL_FIELDS[2:])
+
+
+def test_localisation_scores_see_whether_the_template_is_used(tmp_path):
+    dataset = build_dataset(tiny_config(tmp_path, 1))
+    pairs = validation_pairs(dataset, 4)
+    assert pairs[0].shape == (1, 4, 3, 128, 128) and pairs[2].shape == (4, 4)
+
+    class Oracle(torch.nn.Module):  # puts the GT box of pair i on the pair whose template is template i
+        def forward(self, templates, search):
+            index = [next(j for j in range(4) if torch.equal(t, pairs[0][0, j])) for t in templates[0]]
+            gt = pairs[2][index]
+            f = 8
+            score = torch.zeros(4, 1, f, f)
+            cells = ((gt[:, :2] + gt[:, 2:] / 2) * f).floor().long().clamp(0, f - 1)
+            score[torch.arange(4), 0, cells[:, 1], cells[:, 0]] = 1
+            size = gt[:, 2:, None, None].expand(4, 2, f, f).clone()
+            offset = ((gt[:, :2] + gt[:, 2:] / 2) * f - cells)[:, :, None, None].expand(4, 2, f, f).clone()
+            return {"score_map": score, "size_map": size, "offset_map": offset}
+
+        def parameters(self):
+            return iter([torch.zeros(1)])
+
+    scores = localisation_scores(Oracle(), pairs)
+    assert scores["val_iou"] == pytest.approx(1.0, abs=1e-5)
+    assert scores["shuffled_iou"] < 0.9 and 0.0 <= scores["centre_iou"] < 1.0

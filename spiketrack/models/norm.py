@@ -31,6 +31,50 @@ class FrozenBatchNorm(nn.Module):
         return x * scale.view(view) + shift.view(view)
 
 
+class BatchNormAnyRank(nn.modules.batchnorm._BatchNorm):
+    """Regular BN (batch statistics, trainable affine) for (N, C, ...) inputs of any rank: stands in for a
+    FrozenBatchNorm while a backbone trains from scratch (see `thaw_frozen_bn`)."""
+
+    def _check_input_dim(self, x: torch.Tensor) -> None:
+        if x.dim() < 2:
+            raise ValueError(f"expected an (N, C, ...) input, got {x.dim()} dimensions")
+
+
+def thaw_frozen_bn(model: nn.Module) -> int:
+    """Replace every FrozenBatchNorm by a BatchNormAnyRank with the same statistics and affine (in place);
+    returns how many were replaced."""
+    return _swap(model, FrozenBatchNorm, _thawed)
+
+
+def freeze_thawed_bn(model: nn.Module) -> int:
+    """Undo `thaw_frozen_bn`: BatchNormAnyRank -> FrozenBatchNorm with the learnt statistics and affine."""
+    return _swap(model, BatchNormAnyRank, _frozen)
+
+
+def _thawed(bn: FrozenBatchNorm) -> BatchNormAnyRank:
+    new = BatchNormAnyRank(bn.weight.numel(), eps=bn.eps).to(bn.weight.device)
+    with torch.no_grad():
+        for name in ("weight", "bias", "running_mean", "running_var"):
+            getattr(new, name).copy_(getattr(bn, name))
+    return new
+
+
+def _frozen(bn: BatchNormAnyRank) -> FrozenBatchNorm:
+    new = FrozenBatchNorm(bn.num_features, eps=bn.eps).to(bn.weight.device)
+    with torch.no_grad():
+        for name in ("weight", "bias", "running_mean", "running_var"):
+            getattr(new, name).copy_(getattr(bn, name))
+    return new
+
+
+def _swap(model: nn.Module, kind: type, convert) -> int:
+    targets = [(parent, name, child) for parent in model.modules()
+               for name, child in parent.named_children() if type(child) is kind]
+    for parent, name, child in targets:
+        setattr(parent, name, convert(child))
+    return len(targets)
+
+
 def bn_scale_shift(bn: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
     """Inference-form (scale, shift) of a frozen or regular (eval) batch norm."""
     if isinstance(bn, FrozenBatchNorm):

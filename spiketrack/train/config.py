@@ -21,6 +21,7 @@ from spiketrack.models.config import VARIANTS
 SOURCE_KINDS = ("synthetic", "got10k", "lasot", "otb")
 BOX_LOSS_LOCATIONS = ("gt_center", "pred_peak")
 DEVICES = ("auto", "cpu", "cuda")
+BACKBONE_BN_MODES = ("frozen", "train")
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,11 @@ class SyntheticConfig:
     color_jitter: float = 0.15  # per-channel gain U(1-c, 1+c)
     occlusion_prob: float = 0.3  # search frame only
     max_occlusion: float = 0.3  # occluder area as a fraction of the object area
+    # Probability that the object is a patch cut from another image and pasted on the scene, moving
+    # independently of the background (which then moves by `background_shift` object sizes at most);
+    # otherwise the object is a region of the scene and moves with it.
+    paste_prob: float = 0.0
+    background_shift: float = 0.25
 
 
 @dataclass(frozen=True)
@@ -111,6 +117,7 @@ class LogConfig:
     format: str = "csv"
     every: int = 10
     progress: bool = True
+    val_pairs: int = 0  # held-out synthetic pairs scored after every epoch (val_log.csv); 0 = off
 
 
 @dataclass(frozen=True)
@@ -124,6 +131,9 @@ class TrainConfig:
     seed: int = 0
     init_checkpoint: Path | None = None  # weights loaded strict=False (MODEL.PRE_TRAINED, defect 2)
     calibrate_samples: int = 16  # from random init only: pairs used to set frozen-BN statistics; 0 = off
+    # frozen: backbone BN statistics/affine stay fixed (official); train: they train as regular BN (batch
+    # statistics, trainable affine) and are frozen again in every saved checkpoint (training from scratch)
+    backbone_bn: str = "frozen"
     device: str = "auto"  # auto | cpu | cuda
     threads: int = 0  # torch intra-op threads per process; 0 keeps PyTorch's default
     augment: AugmentConfig = field(default_factory=AugmentConfig)
@@ -157,6 +167,8 @@ def validate(config: TrainConfig) -> None:
     _require(config.device in DEVICES, "device", f"must be one of {', '.join(DEVICES)}")
     _require(config.threads >= 0, "threads", "must be >= 0")
     _require(config.calibrate_samples >= 0, "calibrate_samples", "must be >= 0")
+    _require(config.backbone_bn in BACKBONE_BN_MODES, "backbone_bn", f"must be one of {', '.join(BACKBONE_BN_MODES)}")
+    _require(config.log.val_pairs >= 0, "log.val_pairs", "must be >= 0")
     _require(config.init_checkpoint is None or config.init_checkpoint.is_file(), "init_checkpoint",
              f"no such file {config.init_checkpoint}")
     _validate_data(config.data)
@@ -222,7 +234,8 @@ def _validate_synthetic(syn: SyntheticConfig) -> None:
         _require(getattr(syn, name) >= 0, f"synthetic.{name}", "must be >= 0")
     _require(0 <= syn.color_jitter < 1, "synthetic.color_jitter", "must be in [0, 1)")
     _require(0 <= syn.max_occlusion <= 1, "synthetic.max_occlusion", "must be in [0, 1]")
-    for name in ("blur_prob", "occlusion_prob"):
+    _require(syn.background_shift >= 0, "synthetic.background_shift", "must be >= 0")
+    for name in ("blur_prob", "occlusion_prob", "paste_prob"):
         _require(0 <= getattr(syn, name) <= 1, f"synthetic.{name}", "must be a probability in [0, 1]")
 
 

@@ -7,6 +7,7 @@ coordinates, divided by `S - 1` as in the official pipeline (spec §11, defect 1
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 from dataclasses import dataclass
@@ -200,10 +201,51 @@ def occlude(frame: np.ndarray, box: np.ndarray, source: np.ndarray, max_fraction
     return out
 
 
+def cut_patch(source: np.ndarray, width: int, height: int, rng: np.random.Generator) -> np.ndarray:
+    """A random region of `source` (aspect of width x height, at least a quarter of its short side)
+    resized to height x width."""
+    side = rng.uniform(0.25, 1.0) * min(source.shape[:2])
+    aspect = width / height
+    pw = max(1, min(round(side * math.sqrt(aspect)), source.shape[1]))
+    ph = max(1, min(round(side / math.sqrt(aspect)), source.shape[0]))
+    y, x = rng.integers(source.shape[0] - ph + 1), rng.integers(source.shape[1] - pw + 1)
+    return cv2.resize(source[y:y + ph, x:x + pw], (width, height), interpolation=cv2.INTER_AREA)
+
+
+def object_mask(width: int, height: int, rng: np.random.Generator) -> np.ndarray:
+    """(height, width, 1) float alpha of a pasted object: a full rectangle or an ellipse filling the
+    box (p = 0.5), edges softened by a small blur."""
+    mask = np.ones((height, width), np.float32)
+    if rng.random() < 0.5:
+        y, x = np.mgrid[:height, :width]
+        inside = ((x + 0.5) / width - 0.5) ** 2 + ((y + 0.5) / height - 0.5) ** 2 <= 0.25
+        mask = inside.astype(np.float32)
+    return cv2.GaussianBlur(mask, (0, 0), 0.8)[:, :, None]
+
+
+def paste(frame: np.ndarray, patch: np.ndarray, mask: np.ndarray, box: np.ndarray) -> np.ndarray:
+    """`patch` with alpha `mask`, resized to `box` (pixel x, y, w, h), blended onto a copy of `frame`
+    (parts outside the frame are cut off)."""
+    w, h = max(1, round(box[2])), max(1, round(box[3]))
+    patch = cv2.resize(patch, (w, h), interpolation=cv2.INTER_LINEAR).astype(np.float32)
+    alpha = cv2.resize(mask, (w, h), interpolation=cv2.INTER_LINEAR).reshape(h, w, 1)
+    x0, y0 = round(box[0]), round(box[1])
+    fx0, fy0 = max(x0, 0), max(y0, 0)
+    fx1, fy1 = min(x0 + w, frame.shape[1]), min(y0 + h, frame.shape[0])
+    out = frame.copy()
+    if fx1 > fx0 and fy1 > fy0:
+        region = (slice(fy0, fy1), slice(fx0, fx1))
+        src = (slice(fy0 - y0, fy1 - y0), slice(fx0 - x0, fx1 - x0))
+        blended = alpha[src] * patch[src] + (1 - alpha[src]) * out[region].astype(np.float32)
+        out[region] = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+    return out
+
+
 class SyntheticPairs:
-    """Pairs synthesised from still images: a random 'object' box in a random image; every frame is the
-    image moved by a random affine (shift, zoom, aspect, small rotation), optionally blurred and
-    colour-jittered; the search frame may get an occluding patch cut from another image."""
+    """Pairs synthesised from still images. The object is a random box of a random image that moves with
+    the image (a random affine: shift, zoom, aspect, small rotation), or, with `paste_prob`, a patch cut
+    from another image and pasted on it that moves on its own while the background moves a little.
+    Frames are optionally blurred and colour-jittered; the search frame may get an occluding patch."""
 
     def __init__(self, images: Seq[np.ndarray], num_templates: int, cfg: SyntheticConfig):
         if not images:
@@ -216,9 +258,14 @@ class SyntheticPairs:
         """One draw (never fails)."""
         image = self.images[rng.integers(len(self.images))]
         box = random_object_box(*image.shape[:2], self.cfg, rng)
+        pasted = None
+        if rng.random() < self.cfg.paste_prob:
+            source = self.images[rng.integers(len(self.images))]
+            w, h = max(1, round(box[2])), max(1, round(box[3]))
+            pasted = (cut_patch(source, w, h, rng), object_mask(w, h, rng))
         frames, boxes = [], []
         for k in range(self.num_templates + 1):
-            frame, moved = self._frame(image, box, rng)
+            frame, moved = self._frame(image, box, pasted, rng)
             if k == self.num_templates and rng.random() < self.cfg.occlusion_prob:
                 source = self.images[rng.integers(len(self.images))]
                 frame = occlude(frame, moved, source, self.cfg.max_occlusion, rng)
@@ -226,12 +273,19 @@ class SyntheticPairs:
             boxes.append(moved)
         return RawPair(tuple(frames), np.stack(boxes))
 
-    def _frame(self, image: np.ndarray, box: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        """The image under a random motion, blur and per-channel gain, with the moved box."""
+    def _frame(self, image: np.ndarray, box: np.ndarray, pasted: tuple[np.ndarray, np.ndarray] | None,
+               rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """The scene under a random motion (with the pasted object, if any, moved on its own), blur and
+        per-channel gain, and the object's box."""
         height, width = image.shape[:2]
         matrix, moved = random_motion(box, (height, width), self.cfg, rng)
+        if pasted is not None:
+            camera = dataclasses.replace(self.cfg, shift=self.cfg.background_shift, max_rotation=0.0)
+            matrix, _ = random_motion(box, (height, width), camera, rng)  # the object keeps `moved`
         frame = cv2.warpAffine(image, matrix, (width, height), flags=cv2.INTER_LINEAR,
                                borderMode=cv2.BORDER_CONSTANT)
+        if pasted is not None:
+            frame = paste(frame, *pasted, moved)
         if rng.random() < self.cfg.blur_prob and self.cfg.max_blur_sigma > 0:
             frame = cv2.GaussianBlur(frame, (0, 0), rng.uniform(0.3, max(0.3, self.cfg.max_blur_sigma)))
         gain = rng.uniform(1 - self.cfg.color_jitter, 1 + self.cfg.color_jitter, size=3)
@@ -318,13 +372,17 @@ class PairDataset(Dataset):
         return self.samples_per_epoch
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        rng = np.random.default_rng([self.seed, self.epoch, index])
+        return self.pair(self.epoch, index)
+
+    def pair(self, epoch: int, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Sample `index` of `epoch` (any non-negative numbers): templates (T,3,S,S), search, GT (4,)."""
+        rng = np.random.default_rng([self.seed, epoch, index])
         for _ in range(MAX_DRAWS):
             raw = self.sources[rng.choice(len(self.sources), p=self.probs)].sample(rng)
             sample = None if raw is None else process_pair(raw, self.aug, self.out_size, rng)
             if sample is not None:
                 return sample
-        raise RuntimeError(f"no valid training pair after {MAX_DRAWS} draws (epoch {self.epoch}, index {index})")
+        raise RuntimeError(f"no valid training pair after {MAX_DRAWS} draws (epoch {epoch}, index {index})")
 
 
 def build_dataset(config: TrainConfig) -> PairDataset:

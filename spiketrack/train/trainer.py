@@ -31,12 +31,14 @@ from tqdm import tqdm
 from spiketrack.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from spiketrack.errors import UserError
 from spiketrack.models import build_model
-from spiketrack.models.norm import FrozenBatchNorm
+from spiketrack.models.head import decode_boxes
+from spiketrack.models.norm import BatchNormAnyRank, FrozenBatchNorm, freeze_thawed_bn, thaw_frozen_bn
 from spiketrack.utils.atomic import write_text_atomic
 
 from .config import LossConfig, OptimConfig, TrainConfig, config_to_dict
 from .data import PairDataset, build_dataset
-from .losses import LossTerms, tracking_loss
+from .losses import LossTerms, generalized_iou, tracking_loss
+from .targets import cxcywh_to_xyxy, xywh_to_xyxy
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +47,10 @@ LAST_CHECKPOINT = "last.pt"  # resumable: weights + optimizer, scheduler, RNG, e
 FINAL_CHECKPOINT = "final.pt"  # weights only, written when the last epoch ends
 LOG_FILE = "train_log.csv"
 LOG_FIELDS = ("epoch", "step", "loss", "giou", "l1", "focal", "iou", "lr", "lr_encoder", "seconds")
+VAL_LOG_FILE = "val_log.csv"
+VAL_FIELDS = ("epoch", "step", "val_iou", "centre_iou", "shuffled_iou")
+VAL_EPOCH = 2**31 - 1  # the held-out pairs are those of an epoch no run reaches
+CENTRE_BOX = (0.375, 0.375, 0.25, 0.25)  # the target's box in a search crop without motion (crop factor 4)
 
 
 @dataclass(frozen=True)
@@ -183,6 +189,36 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer,
     return terms
 
 
+def validation_pairs(dataset: PairDataset, count: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """`count` held-out pairs (drawn from an epoch training never reaches): templates (T,N,3,S,S),
+    search (1,N,3,S,S), GT (N,4)."""
+    templates, search, gt = (torch.stack(p) for p in zip(*(dataset.pair(VAL_EPOCH, i) for i in range(count))))
+    return templates.transpose(0, 1), search[None], gt
+
+
+def localisation_scores(model: nn.Module, pairs: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> dict[str, float]:
+    """Mean IoU on held-out pairs of the box the tracker would take (score-map peak, eval mode), of a fixed
+    centre box, and of the model's box with the templates shuffled across pairs (equal to val_iou when
+    the template is ignored)."""
+    templates, search, gt = pairs
+    device = next(model.parameters()).device
+    target = xywh_to_xyxy(gt.to(device))
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            ious = {}
+            for name, z in (("val_iou", templates), ("shuffled_iou", templates.roll(1, dims=1))):
+                out = model(z.to(device), search.to(device))
+                boxes, _ = decode_boxes(out["score_map"], out["size_map"], out["offset_map"])
+                ious[name] = float(generalized_iou(cxcywh_to_xyxy(boxes), target)[1].mean())
+    finally:
+        model.train(was_training)
+    centre = xywh_to_xyxy(torch.tensor(CENTRE_BOX, device=device).expand_as(target))
+    ious["centre_iou"] = float(generalized_iou(centre, target)[1].mean())
+    return ious
+
+
 def load_init_weights(model: nn.Module, path: Path) -> list[str]:
     """Copy every checkpoint tensor whose key and shape match (strict=False, like the official
     MODEL.PRE_TRAINED was meant to); returns the model keys that keep their initialisation."""
@@ -219,13 +255,13 @@ def _set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def _prepare_log(path: Path, last_step: int) -> None:
-    """Start the CSV log, or keep the rows up to `last_step` of an existing one (resume)."""
+def _prepare_log(path: Path, fields: tuple[str, ...], last_step: int) -> None:
+    """Start a CSV log, or keep the rows up to `last_step` of an existing one (resume)."""
     rows = []
     if path.is_file() and last_step > 0:
         with path.open(newline="") as f:
             rows = [r for r in csv.DictReader(f) if r.get("step", "").isdigit() and int(r["step"]) <= last_step]
-    lines = [",".join(LOG_FIELDS)] + [",".join(r.get(k, "") for k in LOG_FIELDS) for r in rows]
+    lines = [",".join(fields)] + [",".join(r.get(k, "") for k in fields) for r in rows]
     write_text_atomic(path, "\n".join(lines) + "\n")
 
 
@@ -289,7 +325,19 @@ def _initial_model(config: TrainConfig, ckpt: Checkpoint | None, dataset: PairDa
         templates, search, _ = (torch.stack(p) for p in zip(*(dataset[i] for i in range(config.calibrate_samples))))
         count = calibrate_frozen_bn(model, templates.transpose(0, 1).to(device), search[None].to(device))
         log.info("calibrated %d frozen BN layers on %d pairs", count, config.calibrate_samples)
+    if config.backbone_bn == "train":
+        log.info("%d backbone BN layers train as regular BN", thaw_frozen_bn(model))
     return model
+
+
+def inference_form(model: nn.Module) -> nn.Module:
+    """The model as checkpoints store it: a copy with trained backbone BN frozen again (official keys),
+    or the model itself when nothing was thawed."""
+    if not any(isinstance(m, BatchNormAnyRank) for m in model.modules()):
+        return model
+    frozen = copy.deepcopy(model)
+    freeze_thawed_bn(frozen)
+    return frozen
 
 
 def _restore(ckpt: Checkpoint, optimizer: torch.optim.Optimizer,
@@ -352,7 +400,11 @@ def _fit(config: TrainConfig, resume: Path | None, runtime: Runtime) -> TrainRes
     log_path = out_dir / LOG_FILE if runtime.is_main else None
     if log_path is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
-        _prepare_log(log_path, progress.step)
+        _prepare_log(log_path, LOG_FIELDS, progress.step)
+    val_path = out_dir / VAL_LOG_FILE if runtime.is_main and config.log.val_pairs > 0 else None
+    val_pairs = validation_pairs(dataset, config.log.val_pairs) if val_path is not None else None
+    if val_path is not None:
+        _prepare_log(val_path, VAL_FIELDS, progress.step)
     meta = {"train_config": config_to_dict(config)}
     started = time.monotonic() - progress.elapsed
     step = progress.step
@@ -365,13 +417,17 @@ def _fit(config: TrainConfig, resume: Path | None, runtime: Runtime) -> TrainRes
         if runtime.is_main:
             extra = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": _rng_state(),
                      "epoch": epoch + 1, "step": step, "elapsed": time.monotonic() - started}
-            save_checkpoint(out_dir / LAST_CHECKPOINT, model, {**meta, "epoch": epoch + 1, "step": step}, extra)
+            save_checkpoint(out_dir / LAST_CHECKPOINT, inference_form(model), {**meta, "epoch": epoch + 1, "step": step},
+                            extra)
+            if val_pairs is not None:
+                _append_row(val_path, VAL_FIELDS, {"epoch": epoch + 1, "step": step,
+                                                   **localisation_scores(model, val_pairs)})
     if runtime.world_size > 1:  # BN running stats drift per rank after the last step; keep rank 0's
         for buffer in model.buffers():
             dist.broadcast(buffer, src=0)
     final = out_dir / FINAL_CHECKPOINT
     if runtime.is_main:
-        save_checkpoint(final, model, {**meta, "epoch": config.optim.epochs, "step": step})
+        save_checkpoint(final, inference_form(model), {**meta, "epoch": config.optim.epochs, "step": step})
     if runtime.world_size > 1:
         dist.barrier()
     return TrainResult(final, model)
@@ -383,6 +439,11 @@ def _append_log(path: Path, epoch: int, step: int, means: dict[str, float], opti
     row = {"epoch": epoch, "step": step, "loss": means["total"], "giou": means["giou"], "l1": means["l1"],
            "focal": means["focal"], "iou": means["iou"], "lr": optimizer.param_groups[0]["lr"],
            "lr_encoder": optimizer.param_groups[1]["lr"], "seconds": round(seconds, 1)}
+    _append_row(path, LOG_FIELDS, row)
+
+
+def _append_row(path: Path, fields: tuple[str, ...], row: dict) -> None:
+    """Append `row` (floats to 6 significant digits) in `fields` order to a CSV file."""
     with path.open("a", newline="") as f:
         csv.writer(f, lineterminator="\n").writerow(
-            [f"{row[k]:.6g}" if isinstance(row[k], float) else row[k] for k in LOG_FIELDS])
+            [f"{row[k]:.6g}" if isinstance(row[k], float) else row[k] for k in fields])
