@@ -20,6 +20,7 @@ from torch import nn
 from converters.graph import build_float_graphs, run_float
 from converters.ir import (ACC_BITS, DECAY_BITS, MEMORY_FRAC_BITS, SPIKE_FRAC_BITS, IRBundle, NetworkIR,
                            Node)
+from spiketrack.data.package_images import SKLEARN_SAMPLES, package_images
 from spiketrack.errors import UserError
 from spiketrack.tracker.preprocessing import normalize_crop, sample_target
 
@@ -27,7 +28,7 @@ ACC_MAX = 2 ** (ACC_BITS - 1) - 1
 ACC_MIN = -(2 ** (ACC_BITS - 1))
 MULTIPLIER_BITS = 16
 CALIBRATION_IMAGES = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry",
-                      "hubble_deep_field", "colorwheel")
+                      "hubble_deep_field", "colorwheel", SKLEARN_SAMPLES)
 # (centre x, centre y, side) as fractions of the image: where calibration "targets" sit
 CALIBRATION_BOXES = ((0.5, 0.45, 0.3), (0.3, 0.35, 0.2), (0.68, 0.62, 0.16))
 SEARCH_JITTER = (0.15, -0.1, 1.1)  # search crop: box shifted by (dx, dy) * side and scaled
@@ -124,21 +125,9 @@ class QuantResult:
 # ----------------------------------------------------------------------------------------------
 # calibration data
 
-def packaged_images() -> dict[str, np.ndarray]:
-    """RGB uint8 images shipped with scikit-image and scikit-learn (no downloads)."""
-    import skimage.data
-    from sklearn.datasets import load_sample_images
-
-    images = {name: getattr(skimage.data, name)()[..., :3] for name in CALIBRATION_IMAGES}
-    sample = load_sample_images()
-    for fname, image in zip(sample.filenames, sample.images):
-        images[fname.rsplit("/", 1)[-1].split(".")[0]] = image
-    return images
-
-
 def default_calibration_frames(limit: int | None = None) -> list[CalibrationFrame]:
     """Deterministic (image, box) pairs: fixed boxes on the packaged images, round-robin over images."""
-    images = packaged_images()
+    images = package_images(CALIBRATION_IMAGES)
     frames = []
     for cx, cy, side in CALIBRATION_BOXES:
         for name, image in images.items():

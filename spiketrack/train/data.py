@@ -22,6 +22,7 @@ from torch.utils.data import Dataset
 from spiketrack.data.datasets import (sequence_folders, load_got10k_sequence, load_lasot_sequence,
                                       load_otb_sequence)
 from spiketrack.data.images import read_image
+from spiketrack.data.package_images import SKLEARN_SAMPLES, STEREO_MOTORCYCLE, package_images
 from spiketrack.data.sequence import Sequence
 from spiketrack.errors import UserError
 from spiketrack.models.config import get_config
@@ -35,8 +36,9 @@ SYNTHETIC_MAX_SIDE = 640  # bundled images are downscaled to this longest side
 _SEQUENCE_LOADERS: dict[str, Callable[[Path], Sequence]] = {
     "otb": load_otb_sequence, "lasot": load_lasot_sequence, "got10k": load_got10k_sequence}
 # Natural-looking images bundled in the scikit-image wheel (no download) and scikit-learn.
-_SKIMAGE_IMAGES = ("astronaut", "chelsea", "coffee", "rocket", "camera", "coins", "hubble_deep_field",
-                   "immunohistochemistry", "grass", "gravel", "brick", "moon", "clock")
+_SYNTHETIC_IMAGES = ("astronaut", "chelsea", "coffee", "rocket", "camera", "coins", "hubble_deep_field",
+                     "immunohistochemistry", "grass", "gravel", "brick", "moon", "clock", STEREO_MOTORCYCLE,
+                     SKLEARN_SAMPLES)
 
 
 @dataclass(frozen=True)
@@ -120,37 +122,8 @@ class SequencePairs:
 # ---------------------------------------------------------------- still-image synthesis
 
 def bundled_images(max_side: int = SYNTHETIC_MAX_SIDE) -> list[tuple[str, np.ndarray]]:
-    """(name, RGB uint8) images installed with scikit-image and scikit-learn, longest side <= max_side.
-    An image that does not load (package version without it) is left out with a warning."""
-    import skimage.data
-    from sklearn.datasets import load_sample_images
-
-    images = []
-    for name in _SKIMAGE_IMAGES:
-        try:
-            images.append((name, getattr(skimage.data, name)()))
-        except Exception as exc:  # noqa: BLE001 - any failure (missing file, fetch attempt) only drops one image
-            warnings.warn(f"skimage.data.{name} not available: {exc}", stacklevel=2)
-    left, right, _ = skimage.data.stereo_motorcycle()
-    images += [("motorcycle_left", left), ("motorcycle_right", right)]
-    sample = load_sample_images()
-    images += [(Path(f).stem, im) for f, im in zip(sample.filenames, sample.images)]
-    return [(name, _as_rgb(im, max_side)) for name, im in images]
-
-
-def _as_rgb(image: np.ndarray, max_side: int) -> np.ndarray:
-    """RGB uint8 copy of a gray/RGB/RGBA image, downscaled so its longest side is at most `max_side`."""
-    image = np.asarray(image)
-    if image.dtype != np.uint8:
-        image = (np.clip(image, 0, 1) * 255).astype(np.uint8) if image.max() <= 1 else image.astype(np.uint8)
-    if image.ndim == 2:
-        image = np.repeat(image[:, :, None], 3, axis=2)
-    image = np.ascontiguousarray(image[:, :, :3])
-    scale = max_side / max(image.shape[:2])
-    if scale < 1:
-        size = (round(image.shape[1] * scale), round(image.shape[0] * scale))
-        image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-    return image
+    """(name, RGB uint8) training images installed with scikit-image and scikit-learn, longest side <= max_side."""
+    return list(package_images(_SYNTHETIC_IMAGES, max_side).items())
 
 
 def random_object_box(height: int, width: int, cfg: SyntheticConfig, rng: np.random.Generator) -> np.ndarray:
