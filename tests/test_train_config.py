@@ -86,6 +86,7 @@ def test_config_to_dict_round_trips(tmp_path):
     ("log.format", "json", "log.format: only 'csv' is supported"),
     ("log.val_pairs", -1, "log.val_pairs: must be >= 0"),
     ("backbone_bn", "thawed", "backbone_bn: must be one of frozen, train"),
+    ("score_prior", 1.0, "score_prior: must be in (0, 1)"),
     ("log.progress", "yes", "log.progress: expected true or false"),
     ("init_checkpoint", "/nonexistent/t1.pt", "init_checkpoint: no such file"),
     ("optim", 3, "optim: expected a mapping"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -171,13 +172,16 @@ def test_thawed_backbone_bn_computes_the_same_function_and_freezes_back():
 
 
 def test_training_backbone_bn_updates_statistics_and_saves_official_keys(tmp_path):
-    result = fit(tiny_config(tmp_path / "run", epochs=1, backbone_bn="train", val_pairs=4))
+    config = replace(tiny_config(tmp_path / "run", epochs=1, backbone_bn="train", val_pairs=4), score_prior=0.1)
+    result = fit(config)
     fresh = build_model("tiny")
     saved = load_checkpoint(result.checkpoint).state_dict
     assert list(saved) == list(fresh.state_dict())  # frozen again: no num_batches_tracked for backbone BN
     name = "encoder.downsample1_1.encode_bn"
     assert not torch.equal(saved[f"{name}.running_mean"], fresh.state_dict()[f"{name}.running_mean"])
     assert not torch.equal(saved[f"{name}.weight"], fresh.state_dict()[f"{name}.weight"])  # affine trained
+    # The score bias started at logit(0.1) = -2.197 and moved by at most 2 Adam steps of 1e-3.
+    assert saved["decoder.conv5_ctr.bias"].item() == pytest.approx(-2.1972, abs=3e-3)
     rows = read_log(tmp_path / "run" / "val_log.csv")
     assert [r["step"] for r in rows] == ["2"] and list(rows[0]) == list(VAL_FIELDS)
     assert all(0.0 <= float(rows[0][k]) <= 1.0 for k in VAL_FIELDS[2:])

@@ -134,6 +134,9 @@ class TrainConfig:
     # frozen: backbone BN statistics/affine stay fixed (official); train: they train as regular BN (batch
     # statistics, trainable affine) and are frozen again in every saved checkpoint (training from scratch)
     backbone_bn: str = "frozen"
+    # from random init only: the score map's output bias starts at logit(score_prior), CenterNet's focal-loss
+    # prior, instead of the official default init (which spends the first steps pushing every score down)
+    score_prior: float | None = None
     device: str = "auto"  # auto | cpu | cuda
     threads: int = 0  # torch intra-op threads per process; 0 keeps PyTorch's default
     augment: AugmentConfig = field(default_factory=AugmentConfig)
@@ -169,6 +172,7 @@ def validate(config: TrainConfig) -> None:
     _require(config.calibrate_samples >= 0, "calibrate_samples", "must be >= 0")
     _require(config.backbone_bn in BACKBONE_BN_MODES, "backbone_bn", f"must be one of {', '.join(BACKBONE_BN_MODES)}")
     _require(config.log.val_pairs >= 0, "log.val_pairs", "must be >= 0")
+    _require(config.score_prior is None or 0 < config.score_prior < 1, "score_prior", "must be in (0, 1)")
     _require(config.init_checkpoint is None or config.init_checkpoint.is_file(), "init_checkpoint",
              f"no such file {config.init_checkpoint}")
     _validate_data(config.data)

@@ -13,6 +13,7 @@ DDP runs with `find_unused_parameters=False` (defect 8).
 from __future__ import annotations
 
 import copy
+import math
 import csv
 import logging
 import os
@@ -325,6 +326,9 @@ def _initial_model(config: TrainConfig, ckpt: Checkpoint | None, dataset: PairDa
         templates, search, _ = (torch.stack(p) for p in zip(*(dataset[i] for i in range(config.calibrate_samples))))
         count = calibrate_frozen_bn(model, templates.transpose(0, 1).to(device), search[None].to(device))
         log.info("calibrated %d frozen BN layers on %d pairs", count, config.calibrate_samples)
+    if ckpt is None and config.init_checkpoint is None and config.score_prior is not None:
+        with torch.no_grad():
+            model.decoder.conv5_ctr.bias.fill_(math.log(config.score_prior / (1 - config.score_prior)))
     if config.backbone_bn == "train":
         log.info("%d backbone BN layers train as regular BN", thaw_frozen_bn(model))
     return model
