@@ -35,11 +35,19 @@ def with_value(dotted: str, value: object) -> dict:
     return data
 
 
-def test_shipped_tiny_config_loads():
-    config = load_config(REPO / "configs" / "train_tiny.yaml")
-    assert isinstance(config, TrainConfig) and config.variant == "tiny"
-    assert [s.kind for s in config.data.sources] == ["synthetic"]
-    assert config.loss.box_loss_at == "gt_center"
+def test_shipped_tiny_configs_load(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # relative paths are taken from the working directory
+    stage1 = load_config(REPO / "configs" / "train_tiny_stage1.yaml")
+    assert isinstance(stage1, TrainConfig) and stage1.variant == "tiny" and stage1.init_checkpoint is None
+    assert [s.kind for s in stage1.data.sources] == ["synthetic"]
+    assert stage1.loss.box_loss_at == "gt_center"
+    with pytest.raises(UserError, match="init_checkpoint: no such file runs/tiny_stage1/final.pt"):
+        load_config(REPO / "configs" / "train_tiny.yaml")  # stage 2 needs stage 1's output
+    (tmp_path / stage1.output_dir).mkdir(parents=True)
+    (tmp_path / stage1.output_dir / "final.pt").touch()
+    stage2 = load_config(REPO / "configs" / "train_tiny.yaml")
+    assert stage2.init_checkpoint == stage1.output_dir / "final.pt"
+    assert stage2.variant == stage1.variant and stage2.output_dir != stage1.output_dir
 
 
 def test_defaults_are_the_official_values(tmp_path):

@@ -210,3 +210,14 @@ def test_sources_are_drawn_by_weight(images):
     dataset = PairDataset([Tagged(10), Tagged(200)], [3.0, 1.0], aug, 16, 200, seed=0)
     bright = sum(float(dataset[i][1].mean()) > 0 for i in range(200))
     assert 30 < bright < 70  # ~ 1/4 of the draws
+
+
+def test_distractors_are_pasted_near_the_object_but_not_on_its_centre():
+    source = SyntheticPairs([np.full((50, 50, 3), 255, np.uint8)], 1, SyntheticConfig(max_distractors=2))
+    box = np.array([180.0, 130.0, 40.0, 40.0])  # centre (200, 150), size 40
+    for seed in range(5):
+        frame = source._distractor(np.zeros((300, 400, 3), np.uint8), box, np.random.default_rng(seed))
+        ys, xs = np.nonzero(frame[:, :, 0] > 128)
+        assert len(xs) > 0 and frame[150, 200, 0] == 0
+        distance = np.hypot(xs.mean() - 200, ys.mean() - 150) / 40
+        assert 0.5 < distance < 2.5

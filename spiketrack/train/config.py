@@ -84,6 +84,9 @@ class SyntheticConfig:
     # otherwise the object is a region of the scene and moves with it.
     paste_prob: float = 0.0
     background_shift: float = 0.25
+    # Up to this many distractors per frame: patches like a pasted object (size x U(0.7, 1.4)), 1 to 2 object
+    # sizes from the object, so that only the template tells the object apart.
+    max_distractors: int = 0
 
 
 @dataclass(frozen=True)
@@ -239,6 +242,7 @@ def _validate_synthetic(syn: SyntheticConfig) -> None:
     _require(0 <= syn.color_jitter < 1, "synthetic.color_jitter", "must be in [0, 1)")
     _require(0 <= syn.max_occlusion <= 1, "synthetic.max_occlusion", "must be in [0, 1]")
     _require(syn.background_shift >= 0, "synthetic.background_shift", "must be >= 0")
+    _require(syn.max_distractors >= 0, "synthetic.max_distractors", "must be >= 0")
     for name in ("blur_prob", "occlusion_prob", "paste_prob"):
         _require(0 <= getattr(syn, name) <= 1, f"synthetic.{name}", "must be a probability in [0, 1]")
 

@@ -257,12 +257,25 @@ class SyntheticPairs:
             matrix, _ = random_motion(box, (height, width), camera, rng)  # the object keeps `moved`
         frame = cv2.warpAffine(image, matrix, (width, height), flags=cv2.INTER_LINEAR,
                                borderMode=cv2.BORDER_CONSTANT)
+        for _ in range(rng.integers(self.cfg.max_distractors + 1)):
+            frame = self._distractor(frame, moved, rng)
         if pasted is not None:
             frame = paste(frame, *pasted, moved)
         if rng.random() < self.cfg.blur_prob and self.cfg.max_blur_sigma > 0:
             frame = cv2.GaussianBlur(frame, (0, 0), rng.uniform(0.3, max(0.3, self.cfg.max_blur_sigma)))
         gain = rng.uniform(1 - self.cfg.color_jitter, 1 + self.cfg.color_jitter, size=3)
         return cv2.multiply(frame, (*gain.tolist(), 0.0)), moved  # saturating uint8 product
+
+    def _distractor(self, frame: np.ndarray, box: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """`frame` with a patch of another image pasted 1 to 2 object sizes from `box` (x, y, w, h)."""
+        size = box[2:] * rng.uniform(0.7, 1.4)
+        angle = rng.uniform(0, 2 * math.pi)
+        centre = box[:2] + box[2:] / 2 + rng.uniform(1, 2) * math.sqrt(box[2] * box[3]) * np.array(
+            [math.cos(angle), math.sin(angle)])
+        w, h = max(1, round(size[0])), max(1, round(size[1]))
+        source = self.images[rng.integers(len(self.images))]
+        return paste(frame, cut_patch(source, w, h, rng), object_mask(w, h, rng),
+                     np.concatenate([centre - size / 2, size]))
 
 
 # ---------------------------------------------------------------- crops and augmentation
