@@ -5,6 +5,9 @@ Training from random weights starts with a frozen-BN calibration (our addition):
 always starts from an ImageNet-trained backbone (spec §11); with identity frozen-BN statistics a random
 backbone emits no spikes, so nothing trains. Each frozen BN gets the per-channel mean and variance of
 its input on a few training pairs, in forward order, so every spiking layer sees unit-scale input.
+With `backbone_bn: train` the backbone BN then trains as regular BN (batch statistics, trainable affine):
+frozen statistics drift away from a backbone trained from scratch and saturated its residual stream.
+Checkpoints always hold the frozen form, so their keys and inference are the official ones.
 
 Parameters that never receive a gradient (spec §15) are found by one dry forward/backward and frozen
 (`requires_grad=False`): they stay in the checkpoint for key compatibility but are not optimised, so
@@ -13,9 +16,9 @@ DDP runs with `find_unused_parameters=False` (defect 8).
 from __future__ import annotations
 
 import copy
-import math
 import csv
 import logging
+import math
 import os
 import time
 from dataclasses import dataclass
