@@ -52,19 +52,19 @@ def freeze_thawed_bn(model: nn.Module) -> int:
 
 
 def _thawed(bn: FrozenBatchNorm) -> BatchNormAnyRank:
-    new = BatchNormAnyRank(bn.weight.numel(), eps=bn.eps).to(bn.weight.device)
-    with torch.no_grad():
-        for name in ("weight", "bias", "running_mean", "running_var"):
-            getattr(new, name).copy_(getattr(bn, name))
-    return new
+    return _copy_state(bn, BatchNormAnyRank(bn.weight.numel(), eps=bn.eps).to(bn.weight.device))
 
 
 def _frozen(bn: BatchNormAnyRank) -> FrozenBatchNorm:
-    new = FrozenBatchNorm(bn.num_features, eps=bn.eps).to(bn.weight.device)
+    return _copy_state(bn, FrozenBatchNorm(bn.num_features, eps=bn.eps).to(bn.weight.device))
+
+
+def _copy_state(src: nn.Module, dst: nn.Module) -> nn.Module:
+    """`dst` with `src`'s affine and running statistics copied in."""
     with torch.no_grad():
         for name in ("weight", "bias", "running_mean", "running_var"):
-            getattr(new, name).copy_(getattr(bn, name))
-    return new
+            getattr(dst, name).copy_(getattr(src, name))
+    return dst
 
 
 def _swap(model: nn.Module, kind: type, convert) -> int:

@@ -165,13 +165,8 @@ def occlude(frame: np.ndarray, box: np.ndarray, source: np.ndarray, max_fraction
     oh = max(1, min(round(math.sqrt(area / aspect)), source.shape[0]))
     sy, sx = rng.integers(source.shape[0] - oh + 1), rng.integers(source.shape[1] - ow + 1)
     cx, cy = box[0] + rng.uniform(0, box[2]), box[1] + rng.uniform(0, box[3])
-    x0, y0 = round(cx - ow / 2), round(cy - oh / 2)
-    fx0, fy0 = max(x0, 0), max(y0, 0)
-    fx1, fy1 = min(x0 + ow, frame.shape[1]), min(y0 + oh, frame.shape[0])
-    out = frame.copy()
-    if fx1 > fx0 and fy1 > fy0:
-        out[fy0:fy1, fx0:fx1] = source[sy + fy0 - y0:sy + fy1 - y0, sx + fx0 - x0:sx + fx1 - x0]
-    return out
+    placed = np.array([round(cx - ow / 2), round(cy - oh / 2), ow, oh], dtype=np.float64)
+    return paste(frame, source[sy:sy + oh, sx:sx + ow], np.ones((oh, ow, 1), np.float32), placed)
 
 
 def cut_patch(source: np.ndarray, width: int, height: int, rng: np.random.Generator) -> np.ndarray:
